@@ -1,0 +1,28 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Each makes .venv when missing.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test protos bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -e '.[train,dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/lookalike demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+protos: $(STAMP)
+	$(BIN)/python tools/generate_protos.py
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.encoder_throughput
+	$(BIN)/python -m benchmarks.search_latency
+
+clean:
+	rm -rf $(VENV) demo-output .pytest_cache

@@ -1,0 +1,70 @@
+"""The encoder service's process: `create_server` for tests, `serve` for production."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import grpc
+
+from encoder_service.execution_providers import providers_for
+from encoder_service.model_repository import ModelRepository
+from encoder_service.servicer import EncoderServicer
+from encoder_service.settings import EncoderSettings
+from lookalike import grpc_server
+from lookalike.v1 import encoder_pb2, encoder_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAMES = [encoder_pb2.DESCRIPTOR.services_by_name["Encoder"].full_name]
+
+
+class _RepositoryWatcher(threading.Thread):
+    """Rescans the repository so a new version is served without a restart; health follows the models."""
+
+    def __init__(self, repository: ModelRepository, health, every_seconds: float) -> None:
+        super().__init__(name="model-repository-watcher", daemon=True)
+        self.repository, self.health, self.every_seconds = repository, health, every_seconds
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.every_seconds):
+            try:
+                self.repository.refresh()
+            except Exception:
+                log.exception("model repository scan failed")
+            grpc_server.set_serving(self.health, SERVICE_NAMES, bool(self.repository.all()))
+
+
+def create_server(settings: EncoderSettings) -> tuple[grpc.Server, int]:
+    """Loads the models and builds the server (not started); returns it with its bound port."""
+    server, port, _ = _build(settings)
+    return server, port
+
+
+def serve(settings: EncoderSettings) -> None:
+    server, port, health = _build(settings)
+    server.start()
+    log.info("encoder service listening", extra={"fields": {"port": port}})
+    grpc_server.run_until_signalled(server, health, settings.grace_seconds)
+
+
+def _build(settings: EncoderSettings):
+    repository = ModelRepository(
+        settings.model_repository,
+        providers_for(settings.device),
+        settings.intra_op_threads,
+        settings.default_model,
+    )
+    repository.refresh()
+    server = grpc_server.new_server(max_workers=settings.max_workers, max_message_bytes=settings.max_message_bytes)
+    encoder_pb2_grpc.add_EncoderServicer_to_server(EncoderServicer(repository, settings), server)
+    health = grpc_server.add_health_and_reflection(server, SERVICE_NAMES)
+    grpc_server.set_serving(health, SERVICE_NAMES, bool(repository.all()))
+    if not repository.all():
+        log.warning("no model loaded yet", extra={"fields": {"repository": str(settings.model_repository)}})
+    if settings.refresh_seconds > 0:
+        watcher = _RepositoryWatcher(repository, health, settings.refresh_seconds)
+        watcher.start()
+    port = grpc_server.bind(server, settings.host, settings.port)
+    return server, port, health

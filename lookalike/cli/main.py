@@ -1,0 +1,174 @@
+"""The `lookalike` command line: train, export, serve, index, query, demo.
+
+Every subcommand has --help. Server flags also read LOOKALIKE_ENCODER_* and
+LOOKALIKE_SEARCH_* variables; client addresses read LOOKALIKE_ENCODER_ADDRESS
+and LOOKALIKE_SEARCH_ADDRESS. Heavy imports (torch, servers) happen inside the
+subcommand that needs them, so `lookalike query` starts fast and serving never
+imports torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from pydantic_settings import CliSettingsSource
+
+from encoder_service.settings import EncoderSettings
+from lookalike import logs
+from search_service.settings import SearchSettings
+
+
+def _client_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--search",
+        default=os.environ.get("LOOKALIKE_SEARCH_ADDRESS", "localhost:50052"),
+        help="search service address (env LOOKALIKE_SEARCH_ADDRESS; default %(default)s)",
+    )
+    parser.add_argument("--collection", default="digits", help="collection name (default %(default)s)")
+    parser.add_argument("--timeout", type=float, default=60.0, help="deadline of each call, seconds (default %(default)s)")
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict]:
+    parser = argparse.ArgumentParser(prog="lookalike", description="Search by image: train, serve, index and query.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    settings_sources = {}
+
+    train = commands.add_parser("train", help="train an autoencoder (needs the [train] extra)")
+    export = commands.add_parser("export", help="export a checkpoint to ONNX into the model repository")
+    from training import cli as training_cli  # argparse setup only; torch is imported when a command runs
+
+    training_cli.add_train_arguments(train)
+    training_cli.add_export_arguments(export)
+
+    encoder = commands.add_parser(
+        "serve-encoder", help="serve the encoder service", description="Flags also read LOOKALIKE_ENCODER_<FLAG> variables."
+    )
+    settings_sources["serve-encoder"] = (EncoderSettings, CliSettingsSource(EncoderSettings, root_parser=encoder))
+    search = commands.add_parser(
+        "serve-search", help="serve the search service", description="Flags also read LOOKALIKE_SEARCH_<FLAG> variables."
+    )
+    settings_sources["serve-search"] = (SearchSettings, CliSettingsSource(SearchSettings, root_parser=search))
+
+    index = commands.add_parser("index", help="index every image under a folder")
+    index.add_argument("folder", type=Path, help="folder to walk recursively")
+    _client_flags(index)
+    index.add_argument("--model", default="", help="encoder model for a new collection (default: the encoder's default)")
+    index.add_argument("--batch-size", type=int, default=64, help="images per upsert call (default %(default)s)")
+    index.add_argument("--tag", action="append", default=[], help="tag every item with this (repeatable)")
+    index.add_argument("--no-folder-tags", action="store_true", help="do not tag items with folder:<subfolder>")
+    index.add_argument("--skip-existing", action="store_true", help="leave ids already in the collection alone")
+
+    query = commands.add_parser("query", help="find the images most like IMAGE")
+    query.add_argument("image", type=Path, help="the query image file")
+    _client_flags(query)
+    query.add_argument("-k", type=int, default=10, help="number of results (default %(default)s)")
+    query.add_argument("--all-of", action="append", default=[], help="results carry this tag (repeatable)")
+    query.add_argument("--none-of", action="append", default=[], help="results do not carry this tag (repeatable)")
+    query.add_argument("--sheet", type=Path, help="write a contact sheet PNG of the query and its results here")
+
+    demo = commands.add_parser("demo", help="train, export, serve, index and query the demo digits end to end")
+    demo.add_argument("--workdir", type=Path, default=Path("demo-output"), help="where everything goes (default %(default)s)")
+    demo.add_argument("--epochs", type=int, default=None, help="training epochs (default: the tuned default)")
+    demo.add_argument("--queries", type=int, default=1000, help="held-out digits to query with (default %(default)s)")
+    return parser, settings_sources
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser, settings_sources = build_parser()
+    args = parser.parse_args(argv)
+    if args.command in settings_sources:
+        settings_cls, source = settings_sources[args.command]
+        settings = settings_cls(_cli_settings_source=source(parsed_args=args))
+        logs.configure(settings.log_level)
+        if args.command == "serve-encoder":
+            from encoder_service.server import serve
+        else:
+            from search_service.server import serve
+        serve(settings)
+        return 0
+    return COMMANDS[args.command](args)
+
+
+def _train(args) -> int:
+    from training import cli as training_cli
+
+    print(training_cli.run_train(args))
+    return 0
+
+
+def _export(args) -> int:
+    from training import cli as training_cli
+
+    print(training_cli.run_export(args))
+    return 0
+
+
+def _index(args) -> int:
+    import grpc
+
+    from lookalike.cli.indexing import index_folder
+    from lookalike.client import SearchClient
+
+    if not args.folder.is_dir():
+        sys.exit(f"lookalike index: {args.folder} is not a folder")
+    with SearchClient(args.search, timeout=args.timeout) as client:
+        try:
+            client.get_collection(args.collection)
+        except grpc.RpcError as error:
+            if error.code() != grpc.StatusCode.NOT_FOUND:
+                raise
+            created = client.create_collection(args.collection, model=args.model)
+            print(f"created collection {created.name!r}: {created.dimension}-d, model {created.model.name} v{created.model.version}")
+        report = index_folder(
+            client,
+            args.collection,
+            args.folder,
+            batch_size=args.batch_size,
+            tags=tuple(args.tag),
+            folder_tags=not args.no_folder_tags,
+            skip_existing=args.skip_existing,
+        )
+    print(report.summary())
+    return 0
+
+
+def _query(args) -> int:
+    from lookalike.cli.querying import sheet_row, table
+    from lookalike.client import SearchClient
+    from lookalike.contact_sheet import render
+
+    data = args.image.read_bytes()
+    with SearchClient(args.search, timeout=args.timeout) as client:
+        neighbors = client.search(args.collection, image=data, k=args.k, all_of=args.all_of, none_of=args.none_of)
+    print(table(neighbors))
+    if args.sheet:
+        render([sheet_row(data, neighbors)]).save(args.sheet)
+        print(f"contact sheet: {args.sheet}")
+    return 0
+
+
+def _demo(args) -> int:
+    from lookalike.cli.demo import run_demo
+
+    return run_demo(args.workdir, epochs=args.epochs, queries=args.queries)
+
+
+COMMANDS = {"train": _train, "export": _export, "index": _index, "query": _query, "demo": _demo}
+
+
+def run() -> int:
+    """The console entry point: a refused call prints its status, not a traceback."""
+    import grpc
+
+    try:
+        return main()
+    except grpc.RpcError as error:
+        print(f"lookalike: {error.code().name}: {error.details()}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(run())

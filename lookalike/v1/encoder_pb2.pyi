@@ -1,0 +1,80 @@
+from lookalike.v1 import images_pb2 as _images_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class EmbedRequest(_message.Message):
+    __slots__ = ("model", "images")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    IMAGES_FIELD_NUMBER: _ClassVar[int]
+    model: _images_pb2.ModelRef
+    images: _containers.RepeatedCompositeFieldContainer[_images_pb2.Image]
+    def __init__(self, model: _Optional[_Union[_images_pb2.ModelRef, _Mapping]] = ..., images: _Optional[_Iterable[_Union[_images_pb2.Image, _Mapping]]] = ...) -> None: ...
+
+class EmbedResponse(_message.Message):
+    __slots__ = ("embeddings", "model")
+    EMBEDDINGS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    embeddings: _containers.RepeatedCompositeFieldContainer[_images_pb2.Embedding]
+    model: _images_pb2.ModelRef
+    def __init__(self, embeddings: _Optional[_Iterable[_Union[_images_pb2.Embedding, _Mapping]]] = ..., model: _Optional[_Union[_images_pb2.ModelRef, _Mapping]] = ...) -> None: ...
+
+class ReconstructRequest(_message.Message):
+    __slots__ = ("model", "embeddings")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDINGS_FIELD_NUMBER: _ClassVar[int]
+    model: _images_pb2.ModelRef
+    embeddings: _containers.RepeatedCompositeFieldContainer[_images_pb2.Embedding]
+    def __init__(self, model: _Optional[_Union[_images_pb2.ModelRef, _Mapping]] = ..., embeddings: _Optional[_Iterable[_Union[_images_pb2.Embedding, _Mapping]]] = ...) -> None: ...
+
+class ReconstructResponse(_message.Message):
+    __slots__ = ("png_images", "model")
+    PNG_IMAGES_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    png_images: _containers.RepeatedScalarFieldContainer[bytes]
+    model: _images_pb2.ModelRef
+    def __init__(self, png_images: _Optional[_Iterable[bytes]] = ..., model: _Optional[_Union[_images_pb2.ModelRef, _Mapping]] = ...) -> None: ...
+
+class GetModelRequest(_message.Message):
+    __slots__ = ("model",)
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    model: _images_pb2.ModelRef
+    def __init__(self, model: _Optional[_Union[_images_pb2.ModelRef, _Mapping]] = ...) -> None: ...
+
+class ListModelsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListModelsResponse(_message.Message):
+    __slots__ = ("models",)
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    models: _containers.RepeatedCompositeFieldContainer[ModelInfo]
+    def __init__(self, models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ...) -> None: ...
+
+class ModelInfo(_message.Message):
+    __slots__ = ("model", "channels", "height", "width", "embedding_dim", "metric", "architecture", "execution_provider", "has_decoder", "preprocessing_json")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    CHANNELS_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDING_DIM_FIELD_NUMBER: _ClassVar[int]
+    METRIC_FIELD_NUMBER: _ClassVar[int]
+    ARCHITECTURE_FIELD_NUMBER: _ClassVar[int]
+    EXECUTION_PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    HAS_DECODER_FIELD_NUMBER: _ClassVar[int]
+    PREPROCESSING_JSON_FIELD_NUMBER: _ClassVar[int]
+    model: _images_pb2.ModelRef
+    channels: int
+    height: int
+    width: int
+    embedding_dim: int
+    metric: _images_pb2.Metric
+    architecture: str
+    execution_provider: str
+    has_decoder: bool
+    preprocessing_json: str
+    def __init__(self, model: _Optional[_Union[_images_pb2.ModelRef, _Mapping]] = ..., channels: _Optional[int] = ..., height: _Optional[int] = ..., width: _Optional[int] = ..., embedding_dim: _Optional[int] = ..., metric: _Optional[_Union[_images_pb2.Metric, str]] = ..., architecture: _Optional[str] = ..., execution_provider: _Optional[str] = ..., has_decoder: _Optional[bool] = ..., preprocessing_json: _Optional[str] = ...) -> None: ...
