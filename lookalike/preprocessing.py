@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import struct
 import warnings
 
 import numpy as np
@@ -20,6 +21,8 @@ from lookalike.errors import InvalidArgument
 SUPPORTED_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF")
 DEFAULT_MAX_PIXELS = 40_000_000  # a 40-megapixel photo decodes to ~120 MB of RGB
 RESIZE_MODES = ("stretch", "pad")
+# What Pillow raises on damaged files, besides UnidentifiedImageError (an OSError).
+_DAMAGED = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error, Image.DecompressionBombWarning)
 _ISO_BMFF_BRANDS = {b"heic": "HEIC", b"heix": "HEIC", b"mif1": "HEIF", b"msf1": "HEIF", b"avif": "AVIF"}
 
 
@@ -78,6 +81,8 @@ def decode(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
         image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
         raise ImageDecodeError("not a recognisable image file; send PNG, JPEG, WebP, BMP or GIF") from None
+    except _DAMAGED as error:
+        raise ImageDecodeError(f"corrupt image header: {error}") from None
     if image.format not in SUPPORTED_FORMATS:
         raise ImageDecodeError(f"{image.format} images are not supported; send PNG, JPEG, WebP, BMP or GIF")
     width, height = image.size
@@ -91,7 +96,7 @@ def decode(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image.load()
             image = ImageOps.exif_transpose(image)
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombWarning, Image.DecompressionBombError) as error:
+    except (*_DAMAGED, Image.DecompressionBombError) as error:
         raise ImageDecodeError(f"corrupt or truncated {image.format} image: {error}") from None
     return image
 

