@@ -14,7 +14,13 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/lookalike demo
 
-test: $(STAMP)
+NODE_CLIENT := tests/node/node_modules/.package-lock.json
+
+# The Node client test needs @grpc/grpc-js: installed from the lock file when missing.
+$(NODE_CLIENT): tests/node/package-lock.json
+	cd tests/node && npm ci --no-audit --no-fund --ignore-scripts
+
+test: $(STAMP) $(NODE_CLIENT)
 	$(BIN)/python -m pytest -q
 
 protos: $(STAMP)

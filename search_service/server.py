@@ -43,4 +43,6 @@ def _build(settings: SearchSettings):
     port = grpc_server.bind(server, settings.host, settings.port)
     grpc_server.set_serving(health, SERVICE_NAMES, True)
     log.info("collections loaded", extra={"fields": {"collections": len(store.list())}})
+    for name, reason in store.failed().items():
+        log.error("collection refused at load", extra={"fields": {"collection": name, "reason": reason}})
     return server, port, health, store

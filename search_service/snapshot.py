@@ -1,0 +1,151 @@
+"""Snapshots of a collection: every item as of one log sequence number, written atomically.
+
+`snapshot-<seq, 20 digits>.npz` holds two arrays, read back with `allow_pickle=False`:
+`vectors`, float32 (n, dimension), and `meta`, the UTF-8 bytes of a JSON object with `seq`
+(the last log record the snapshot contains), `ids`, `tags`, `uris` and the CRC32 of the
+vector bytes. The file is written under a temporary name, fsynced, renamed into place and
+the directory fsynced, so a reader sees a whole snapshot or none; older snapshots are
+deleted only after the new one is durable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import re
+import uuid
+import zipfile
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from lookalike.errors import FailedPrecondition
+from search_service.write_ahead_log import fsync_directory
+
+logger = logging.getLogger(__name__)
+
+SNAPSHOT_FORMAT = 1
+_FILE_NAME = re.compile(r"snapshot-(\d{20})\.npz")
+_TEMPORARY_SUFFIX = ".tmp"
+
+
+class SnapshotCorrupted(FailedPrecondition):
+    """The newest snapshot cannot be read; loading without it would lose writes."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SnapshotData:
+    seq: int  # the last write-ahead-log record this snapshot contains
+    ids: list[str]
+    vectors: np.ndarray  # (len(ids), dimension) float32
+    tags: list[tuple[str, ...]]
+    uris: list[str]
+
+
+def write_atomically(path: Path, write: Callable[[BinaryIO], None], *, fsync: bool = True) -> None:
+    """Writes a file so that a crash leaves either the old content or the new, never a mix."""
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}{_TEMPORARY_SUFFIX}")
+    try:
+        with open(temporary, "wb") as f:
+            write(f)
+            f.flush()
+            if fsync:
+                os.fsync(f.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    if fsync:
+        fsync_directory(path.parent)
+
+
+def snapshot_file_name(seq: int) -> str:
+    return f"snapshot-{seq:020d}.npz"
+
+
+def list_snapshots(directory: Path) -> list[tuple[int, Path]]:
+    """(seq, path) of every complete snapshot, oldest first."""
+    found = []
+    for path in directory.iterdir():
+        match = _FILE_NAME.fullmatch(path.name)
+        if match:
+            found.append((int(match.group(1)), path))
+    return sorted(found)
+
+
+def write_snapshot(directory: Path, data: SnapshotData, *, fsync: bool = True) -> Path:
+    vectors = np.ascontiguousarray(data.vectors, dtype=np.float32)
+    assert vectors.ndim == 2 and len(vectors) == len(data.ids) == len(data.tags) == len(data.uris)
+    meta = {
+        "format": SNAPSHOT_FORMAT,
+        "seq": data.seq,
+        "count": len(data.ids),
+        "dimension": int(vectors.shape[1]),
+        "vectors_crc32": zlib.crc32(vectors.data),
+        "ids": data.ids,
+        "tags": [list(t) for t in data.tags],
+        "uris": data.uris,
+    }
+    encoded = np.frombuffer(json.dumps(meta, ensure_ascii=False, separators=(",", ":")).encode("utf-8"), np.uint8)
+    path = directory / snapshot_file_name(data.seq)
+    write_atomically(path, lambda f: np.savez(f, vectors=vectors, meta=encoded), fsync=fsync)
+    return path
+
+
+def load_latest_snapshot(directory: Path, *, dimension: int) -> SnapshotData | None:
+    """The newest snapshot, or None when there is none; SnapshotCorrupted when it is unreadable."""
+    snapshots = list_snapshots(directory)
+    if not snapshots:
+        return None
+    seq, path = snapshots[-1]
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            meta = json.loads(archive["meta"].tobytes().decode("utf-8"))
+            vectors = archive["vectors"]
+        problem = None
+        if meta.get("format") != SNAPSHOT_FORMAT:
+            problem = f"unknown format {meta.get('format')!r}"
+        elif meta["seq"] != seq:
+            problem = f"holds seq {meta['seq']} but is named for {seq}"
+        elif vectors.dtype != np.float32 or vectors.shape != (meta["count"], dimension):
+            problem = f"vectors are {vectors.dtype} {vectors.shape}, expected float32 ({meta['count']}, {dimension})"
+        elif zlib.crc32(np.ascontiguousarray(vectors).data) != meta["vectors_crc32"]:
+            problem = "vector checksum mismatch"
+        elif not len(meta["ids"]) == len(meta["tags"]) == len(meta["uris"]) == meta["count"]:
+            problem = "ids, tags and uris differ in length"
+    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as e:
+        problem = f"{type(e).__name__}: {e}"
+    if problem is not None:
+        raise SnapshotCorrupted(f"snapshot {path} is unreadable: {problem}")
+    return SnapshotData(
+        seq=seq,
+        ids=list(meta["ids"]),
+        vectors=vectors,
+        tags=[tuple(t) for t in meta["tags"]],
+        uris=list(meta["uris"]),
+    )
+
+
+def remove_snapshots_before(directory: Path, seq: int, *, fsync: bool = True) -> int:
+    """Deletes the snapshots older than `seq` (which must be durable already); returns how many."""
+    removed = 0
+    for old_seq, path in list_snapshots(directory):
+        if old_seq < seq:
+            path.unlink()
+            removed += 1
+    if removed and fsync:
+        fsync_directory(directory)
+    return removed
+
+
+def remove_temporary_files(directory: Path) -> None:
+    """Deletes what interrupted atomic writes left behind."""
+    for path in directory.iterdir():
+        if path.name.startswith(".") and path.name.endswith(_TEMPORARY_SUFFIX) and path.is_file():
+            logger.info("removing %s, left by an interrupted write", path)
+            path.unlink()

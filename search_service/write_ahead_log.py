@@ -1,0 +1,390 @@
+"""The write-ahead log of one collection: every acknowledged write is here before it is applied.
+
+Files: `wal-<first sequence number, 20 digits>.log` in the collection's directory. Normally
+there is one; a snapshot "rotates" the log (seals the active file, starts the next one) and,
+once the snapshot is on disk, deletes the sealed files it covers. A crash in between leaves
+sealed files behind; their records are at or below the snapshot's sequence number and are
+skipped on replay, so nothing is applied twice.
+
+Record framing (little-endian):
+
+    magic b"LKW1" | u32 payload length | u32 CRC32(length bytes + payload) | payload
+
+Payload: u32 header length | UTF-8 JSON header | raw float32 vectors (upserts only). The
+header holds `seq` (contiguous, starting at 1), `op` ("upsert" or "delete"), `ids`, and for
+upserts `dimension`, `tags` and `uris`. No pickle anywhere.
+
+On replay, a bad record at the end of the newest file is a write torn by a crash: it was
+never acknowledged, so it is truncated away with a warning. A bad record followed by a good
+one, a gap in the sequence numbers, or a bad record in an older file is corruption: the
+log refuses to load (`LogCorrupted`) rather than silently dropping acknowledged writes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import json
+import logging
+import os
+import re
+import struct
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from lookalike.errors import FailedPrecondition, ResourceExhausted
+
+logger = logging.getLogger(__name__)
+
+_MAGIC = b"LKW1"
+_FRAME = struct.Struct("<4sII")  # magic, payload length, crc32 of (length bytes + payload)
+_HEADER_LENGTH = struct.Struct("<I")
+_FILE_NAME = re.compile(r"wal-(\d{20})\.log")
+
+
+class LogCorrupted(FailedPrecondition):
+    """The log is damaged somewhere other than a torn last record; loading it could lose writes."""
+
+
+@dataclasses.dataclass(frozen=True)
+class UpsertRecord:
+    seq: int
+    ids: tuple[str, ...]
+    vectors: np.ndarray  # (n, dimension) float32
+    tags: tuple[tuple[str, ...], ...]
+    uris: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class DeleteRecord:
+    seq: int
+    ids: tuple[str, ...]
+
+
+LogRecord = UpsertRecord | DeleteRecord
+
+
+def fsync_directory(path: Path) -> None:
+    """Makes a file's creation, rename or removal in `path` durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def log_file_name(first_seq: int) -> str:
+    return f"wal-{first_seq:020d}.log"
+
+
+def list_log_files(directory: Path) -> list[tuple[int, Path]]:
+    """(first sequence number, path) of every log file, oldest first."""
+    found = []
+    for path in directory.iterdir():
+        match = _FILE_NAME.fullmatch(path.name)
+        if match:
+            found.append((int(match.group(1)), path))
+    return sorted(found)
+
+
+# --- encoding ---------------------------------------------------------------------------------
+
+
+def _frame(payload: bytes) -> bytes:
+    length = _HEADER_LENGTH.pack(len(payload))
+    return _FRAME.pack(_MAGIC, len(payload), zlib.crc32(payload, zlib.crc32(length))) + payload
+
+
+def _payload(header: dict, body: bytes = b"") -> bytes:
+    encoded = json.dumps(header, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return _HEADER_LENGTH.pack(len(encoded)) + encoded + body
+
+
+def encode_upsert(seq: int, ids, vectors: np.ndarray, tags, uris) -> bytes:
+    assert vectors.dtype == np.float32 and vectors.ndim == 2 and len(vectors) == len(ids), "validated by the caller"
+    header = {
+        "seq": seq,
+        "op": "upsert",
+        "dimension": int(vectors.shape[1]),
+        "ids": list(ids),
+        "tags": [list(t) for t in tags],
+        "uris": list(uris),
+    }
+    return _frame(_payload(header, np.ascontiguousarray(vectors, dtype="<f4").tobytes()))
+
+
+def encode_delete(seq: int, ids) -> bytes:
+    return _frame(_payload({"seq": seq, "op": "delete", "ids": list(ids)}))
+
+
+def decode_payload(payload: bytes) -> LogRecord:
+    """Raises ValueError (or KeyError/TypeError) when a checksummed payload still makes no sense."""
+    (header_length,) = _HEADER_LENGTH.unpack_from(payload)
+    header = json.loads(payload[_HEADER_LENGTH.size : _HEADER_LENGTH.size + header_length].decode("utf-8"))
+    body = payload[_HEADER_LENGTH.size + header_length :]
+    seq, ids = int(header["seq"]), tuple(header["ids"])
+    if header["op"] == "delete":
+        return DeleteRecord(seq, ids)
+    if header["op"] != "upsert":
+        raise ValueError(f"unknown op {header['op']!r}")
+    dimension = int(header["dimension"])
+    if len(body) != len(ids) * dimension * 4:
+        raise ValueError(f"{len(body)} vector bytes for {len(ids)} ids of dimension {dimension}")
+    vectors = np.frombuffer(body, dtype="<f4").astype(np.float32).reshape(len(ids), dimension)
+    tags = tuple(tuple(t) for t in header["tags"])
+    uris = tuple(header["uris"])
+    if len(tags) != len(ids) or len(uris) != len(ids):
+        raise ValueError("tags or uris do not match the ids")
+    return UpsertRecord(seq, ids, vectors, tags, uris)
+
+
+# --- reading ----------------------------------------------------------------------------------
+
+
+class _BadFrame(Exception):
+    def __init__(self, offset: int, reason: str) -> None:
+        super().__init__(reason)
+        self.offset = offset
+        self.reason = reason
+
+
+def _read_frames(path: Path):
+    """Yields (offset, payload) for each good record; raises _BadFrame at the first bad one."""
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        offset = 0
+        while offset < size:
+            header = f.read(_FRAME.size)
+            if len(header) < _FRAME.size:
+                raise _BadFrame(offset, "truncated record header")
+            magic, length, crc = _FRAME.unpack(header)
+            if magic != _MAGIC:
+                raise _BadFrame(offset, "bad record marker")
+            if offset + _FRAME.size + length > size:
+                raise _BadFrame(offset, "truncated record")
+            payload = f.read(length)
+            if zlib.crc32(payload, zlib.crc32(header[4:8])) != crc:
+                raise _BadFrame(offset, "checksum mismatch")
+            yield offset, payload
+            offset += _FRAME.size + length
+
+
+def _good_frame_after(path: Path, offset: int) -> int | None:
+    """The offset of a well-formed, checksummed record starting after `offset`, if any."""
+    data = path.read_bytes()
+    position = data.find(_MAGIC, offset + 1)
+    while position != -1:
+        if position + _FRAME.size <= len(data):
+            _, length, crc = _FRAME.unpack_from(data, position)
+            end = position + _FRAME.size + length
+            if end <= len(data):
+                payload = data[position + _FRAME.size : end]
+                if zlib.crc32(payload, zlib.crc32(data[position + 4 : position + 8])) == crc:
+                    return position
+        position = data.find(_MAGIC, position + 1)
+    return None
+
+
+# --- the log ----------------------------------------------------------------------------------
+
+
+class WriteAheadLog:
+    """Appends records durably; `open` replays what is on disk first. Not thread-safe: the
+    collection serializes writers (one append at a time, in sequence order)."""
+
+    def __init__(self, directory: Path, *, label: str, fsync: bool) -> None:
+        self._directory = directory
+        self._label = label  # for messages: the collection's name
+        self._fsync = fsync
+        self._fd: int | None = None
+        self._active_first_seq = 0
+        self._active_size = 0
+        self._last_seq = 0
+        self._failure: str | None = None  # set when an append failed in a way that leaves the file in doubt
+
+    @classmethod
+    def open(
+        cls,
+        directory: Path,
+        *,
+        label: str,
+        after_seq: int,
+        apply: Callable[[LogRecord], None],
+        fsync: bool = True,
+    ) -> tuple[WriteAheadLog, int]:
+        """Replays every record with seq > after_seq (the snapshot's) through `apply`, truncates a
+        torn tail, and opens the newest file for appending. Returns (log, records replayed)."""
+        log = cls(directory, label=label, fsync=fsync)
+        files = list_log_files(directory)
+        expected: int | None = None  # the seq the next record must have
+        replayed = 0
+        for index, (first_seq, path) in enumerate(files):
+            if expected is None:
+                if first_seq > after_seq + 1:
+                    raise LogCorrupted(
+                        f"collection '{label}': the log starts at record {first_seq} but the snapshot ends at "
+                        f"{after_seq}; records in between are missing"
+                    )
+            elif first_seq != expected and first_seq > after_seq + 1:
+                # A gap at or below the snapshot is harmless (those records are in the snapshot).
+                raise LogCorrupted(
+                    f"collection '{label}': log file {path.name} starts at record {first_seq}, expected {expected}"
+                )
+            expected = first_seq
+            is_newest = index == len(files) - 1
+            end = 0
+            try:
+                for offset, payload in _read_frames(path):
+                    try:
+                        record = decode_payload(payload)
+                    except (ValueError, KeyError, TypeError, struct.error) as e:
+                        raise LogCorrupted(
+                            f"collection '{label}': record at byte {offset} of {path.name} is unreadable: {e}"
+                        ) from e
+                    if record.seq != expected:
+                        raise LogCorrupted(
+                            f"collection '{label}': record at byte {offset} of {path.name} has sequence number "
+                            f"{record.seq}, expected {expected}"
+                        )
+                    expected += 1
+                    end = offset + _FRAME.size + len(payload)
+                    if record.seq > after_seq:
+                        apply(record)
+                        replayed += 1
+            except _BadFrame as bad:
+                following = _good_frame_after(path, bad.offset)
+                if not is_newest or following is not None:
+                    where = f"; a good record follows at byte {following}" if following is not None else ""
+                    raise LogCorrupted(
+                        f"collection '{label}': {path.name} is corrupt at byte {bad.offset} ({bad.reason}){where}; "
+                        "refusing to load rather than drop acknowledged writes"
+                    ) from None
+                size = path.stat().st_size
+                logger.warning(
+                    "collection %r: truncating a torn record at the end of %s (%s; %d bytes from byte %d); "
+                    "it was never acknowledged",
+                    label,
+                    path.name,
+                    bad.reason,
+                    size - bad.offset,
+                    bad.offset,
+                )
+                with open(path, "r+b") as f:
+                    f.truncate(bad.offset)
+                    if fsync:
+                        os.fsync(f.fileno())
+                end = bad.offset
+            if is_newest and expected > after_seq:
+                log._open_file(path, first_seq, end)
+        log._last_seq = max(after_seq, (expected or 1) - 1)
+        if log._fd is None:
+            # No log yet (a new collection), or every file ends before the snapshot: start afresh
+            # so the next record's file name matches its sequence number.
+            log._create_file(log._last_seq + 1)
+        return log, replayed
+
+    @property
+    def last_seq(self) -> int:
+        return self._last_seq
+
+    def append_upsert(self, ids, vectors: np.ndarray, tags, uris) -> int:
+        return self._append(lambda seq: encode_upsert(seq, ids, vectors, tags, uris))
+
+    def append_delete(self, ids) -> int:
+        return self._append(lambda seq: encode_delete(seq, ids))
+
+    def rotate(self) -> None:
+        """Seals the active file and starts `wal-<last_seq + 1>.log` for the records to come."""
+        self._check_usable()
+        if self._active_first_seq == self._last_seq + 1:
+            return  # the active file holds nothing yet
+        old_fd = self._fd
+        self._create_file(self._last_seq + 1)
+        if old_fd is not None:
+            os.close(old_fd)
+
+    def remove_through(self, seq: int) -> int:
+        """Deletes the sealed files whose records are all at or below `seq`; returns how many."""
+        files = list_log_files(self._directory)
+        removed = 0
+        for (first_seq, path), (next_first_seq, _) in zip(files, files[1:]):
+            if next_first_seq <= seq + 1 and first_seq != self._active_first_seq:
+                path.unlink()
+                removed += 1
+        if removed and self._fsync:
+            fsync_directory(self._directory)
+        return removed
+
+    def has_sealed_files(self) -> bool:
+        return any(first != self._active_first_seq for first, _ in list_log_files(self._directory))
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        self._failure = self._failure or "closed"
+
+    # --- internals ---
+
+    def _open_file(self, path: Path, first_seq: int, size: int) -> None:
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        self._active_first_seq = first_seq
+        self._active_size = size
+
+    def _create_file(self, first_seq: int) -> None:
+        path = self._directory / log_file_name(first_seq)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            if self._fsync:
+                os.fsync(fd)
+                fsync_directory(self._directory)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+        self._active_first_seq = first_seq
+        self._active_size = os.fstat(fd).st_size
+
+    def _check_usable(self) -> None:
+        if self._failure is not None:
+            raise FailedPrecondition(
+                f"the write-ahead log of collection '{self._label}' is not writable ({self._failure}); "
+                "restart the search service to recover from disk"
+            )
+
+    def _append(self, encode: Callable[[int], bytes]) -> int:
+        self._check_usable()
+        assert self._fd is not None
+        seq = self._last_seq + 1
+        frame = encode(seq)
+        start = self._active_size
+        try:
+            view = memoryview(frame)
+            while view:
+                written = os.write(self._fd, view)
+                view = view[written:]
+        except OSError as e:
+            # Cut the partial record off so the next append does not leave garbage in the middle.
+            try:
+                os.ftruncate(self._fd, start)
+            except OSError as truncate_error:
+                self._failure = f"a failed append could not be rolled back: {truncate_error}"
+            if e.errno == errno.ENOSPC:
+                raise ResourceExhausted(f"no space left on the device for collection '{self._label}'") from e
+            raise
+        if self._fsync:
+            try:
+                os.fsync(self._fd)
+            except OSError as e:
+                # After a failed fsync the page cache can no longer be trusted (the "fsyncgate"
+                # problem); refuse further writes until a restart re-reads the file.
+                self._failure = f"fsync failed: {e}"
+                if e.errno == errno.ENOSPC:
+                    raise ResourceExhausted(f"no space left on the device for collection '{self._label}'") from e
+                raise
+        self._active_size = start + len(frame)
+        self._last_seq = seq
+        return seq

@@ -1,0 +1,626 @@
+"""Collections and the store: real files in tmp_path, real ScaNN.
+
+Covers round trips, validation, search under every metric, filters against brute force,
+crash recovery (reopen without close, torn tails, snapshots interrupted at each step),
+the tree index at 25k items, and searches racing writes.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lookalike.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from search_service import collection as collection_module
+from search_service.collection import Collection, CollectionSpec, TagFilter
+from search_service.collection_store import CollectionStore
+from search_service.snapshot import SnapshotData, list_snapshots, write_snapshot
+from search_service.vector_index import IndexPolicy
+from search_service.write_ahead_log import WriteAheadLog, list_log_files
+
+METRICS = ["cosine", "dot_product", "squared_l2"]
+
+
+@pytest.fixture
+def store(tmp_path):
+    store = CollectionStore(tmp_path)
+    yield store
+    store.close()
+
+
+def make(store: CollectionStore, name="things", dimension=8, metric="squared_l2") -> Collection:
+    store.create(CollectionSpec(name, dimension, metric))
+    return store.get(name)
+
+
+def random_vectors(n: int, dimension: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((n, dimension)).astype(np.float32)
+
+
+def items(collection: Collection) -> dict:
+    """Everything the collection holds, as comparable plain values."""
+    ids = sorted(collection._index.ids())
+    found, missing = collection.get(ids)
+    assert not missing
+    return {item.id: (item.vector.tolist(), item.tags, item.uri) for item in found}
+
+
+def exact_scores(vectors: np.ndarray, query: np.ndarray, metric: str) -> np.ndarray:
+    vectors, query = vectors.astype(np.float64), query.astype(np.float64)
+    if metric == "squared_l2":
+        return ((vectors - query) ** 2).sum(axis=1)
+    if metric == "cosine":
+        return (vectors @ query) / np.linalg.norm(vectors, axis=1) / np.linalg.norm(query)
+    return vectors @ query
+
+
+def exact_top(vectors, query, metric, k) -> np.ndarray:
+    scores = exact_scores(vectors, query, metric)
+    return np.argsort(scores if metric == "squared_l2" else -scores, kind="stable")[:k]
+
+
+# --- the store ----------------------------------------------------------------------------
+
+
+def test_create_get_list_and_delete_collections(store, tmp_path):
+    info = store.create(CollectionSpec("b-1", 4, "cosine", model_name="digits", model_version=2))
+    assert info.size == 0 and info.spec.model_name == "digits"
+    store.create(CollectionSpec("a.x", 3, "dot_product"))
+    assert [i.spec.name for i in store.list()] == ["a.x", "b-1"]
+    with pytest.raises(AlreadyExists):
+        store.create(CollectionSpec("a.x", 3, "cosine"))
+    with pytest.raises(NotFound, match="'nope'"):
+        store.get("nope")
+
+    handle = store.get("b-1")
+    store.delete("b-1")
+    assert not (tmp_path / "collections" / "b-1").exists()
+    with pytest.raises(NotFound):
+        store.get("b-1")
+    with pytest.raises(NotFound):
+        store.delete("b-1")
+    with pytest.raises(NotFound):  # a handle held across the delete
+        handle.upsert(["x"], np.ones((1, 4)))
+    assert [i.spec.name for i in CollectionStore(tmp_path).list()] == ["a.x"]
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        (CollectionSpec("", 4, "cosine"), "name"),
+        (CollectionSpec("-starts-with-dash", 4, "cosine"), "name"),
+        (CollectionSpec("a/b", 4, "cosine"), "name"),
+        (CollectionSpec("é", 4, "cosine"), "name"),
+        (CollectionSpec("x" * 129, 4, "cosine"), "name"),
+        (CollectionSpec("ok", 0, "cosine"), "dimension"),
+        (CollectionSpec("ok", 65_537, "cosine"), "dimension"),
+        (CollectionSpec("ok", 4, "l1"), "metric"),
+        (CollectionSpec("ok", 4, "cosine", model_version=-1), "model version"),
+    ],
+)
+def test_create_rejects_invalid_specs(store, spec, message):
+    with pytest.raises(InvalidArgument, match=message):
+        store.create(spec)
+    assert store.list() == []
+
+
+def test_longest_name_and_largest_dimension_are_accepted(store):
+    store.create(CollectionSpec("x" * 128, 65_536, "squared_l2"))
+    assert store.get("x" * 128).info().spec.dimension == 65_536
+
+
+def test_closed_store_refuses_calls(tmp_path):
+    store = CollectionStore(tmp_path)
+    collection = make(store)
+    store.close()
+    with pytest.raises(FailedPrecondition):
+        store.get("things")
+    with pytest.raises(FailedPrecondition):
+        collection.search(np.zeros(8), 1)
+
+
+# --- items --------------------------------------------------------------------------------
+
+
+def test_upsert_get_round_trip(store):
+    collection = make(store, metric="cosine")
+    vectors = random_vectors(3, 8)
+    assert collection.upsert(["a", "b", "ü"], vectors, tags=[["x", "y"], [], ["x"]], uris=["s3://a", "", "u"]) == 3
+    found, missing = collection.get(["ü", "nope", "a", "also-nope"])
+    assert [i.id for i in found] == ["ü", "a"] and missing == ["nope", "also-nope"]
+    np.testing.assert_array_equal(found[1].vector, vectors[0])  # as given, not normalised
+    assert found[1].tags == ("x", "y") and found[1].uri == "s3://a" and found[0].uri == "u"
+    np.testing.assert_array_equal(collection.vector_of("b"), vectors[1])
+    assert collection.info().size == 3
+
+
+def test_upsert_replaces_items_with_the_same_id(store):
+    collection = make(store)
+    collection.upsert(["a", "b"], random_vectors(2, 8), tags=[["old"], ["keep"]], uris=["u1", "u2"])
+    new = random_vectors(1, 8, seed=5)
+    collection.upsert(["a"], new, tags=[["new"]])
+    assert collection.info().size == 2
+    (item,), _ = collection.get(["a"])
+    np.testing.assert_array_equal(item.vector, new[0])
+    assert item.tags == ("new",) and item.uri == ""
+    assert collection.search(new[0], 5, TagFilter(all_of=("old",))) == []
+    assert [h.id for h in collection.search(new[0], 5, TagFilter(all_of=("new",)))] == ["a"]
+    assert collection.search(new[0], 1)[0].id == "a"
+
+
+def test_delete_counts_what_existed(store):
+    collection = make(store)
+    collection.upsert(["a", "b", "c"], random_vectors(3, 8))
+    assert collection.delete(["a", "missing", "a", "c"]) == 2
+    assert collection.delete(["missing"]) == 0
+    assert collection.get(["a", "b", "c"])[1] == ["a", "c"]
+    assert [h.id for h in collection.search(np.zeros(8), 10)] == ["b"]
+
+
+def test_vector_of_a_missing_item_is_not_found(store):
+    collection = make(store)
+    with pytest.raises(NotFound, match="'ghost'.*'things'"):
+        collection.vector_of("ghost")
+
+
+@pytest.mark.parametrize(
+    "ids, vectors, tags, uris, message",
+    [
+        (["a", "b"], np.ones((2, 10)), None, None, r"items\[0\]\.vector has dimension 10, collection 'things' has 8"),
+        (["a", "b"], [[1.0] * 8, [1.0] * 7], None, None, r"items\[1\]\.vector has dimension 7"),
+        (["a", "b"], np.array([[1.0] * 8, [np.nan] * 8]), None, None, r"items\[1\]\.vector \(id 'b'\).*NaN"),
+        (["a", "b"], np.array([[1.0] * 8, [1e39] * 8]), None, None, r"items\[1\].*infinity"),
+        (["a", ""], np.ones((2, 8)), None, None, r"items\[1\]\.id is empty"),
+        (["a", "b", "a"], np.ones((3, 8)), None, None, r"items\[2\]\.id 'a' repeats items\[0\]"),
+        (["a", "b"], np.array([[1.0] * 8, [0.0] * 8]), None, None, r"items\[1\]\.vector \(id 'b'\) has zero norm"),
+        (["a", "é" * 257], np.ones((2, 8)), None, None, r"items\[1\]\.id is 514 bytes"),
+        (["a", "b"], np.ones((3, 8)), None, None, "2 ids but 3 vectors"),
+        (["a", "b"], np.ones((2, 8)), [["x"], [f"t{i}" for i in range(65)]], None, r"items\[1\] has 65 tags"),
+        (["a", "b"], np.ones((2, 8)), [["x"], [""]], None, r"items\[1\] has a tag of 0 bytes"),
+        (["a", "b"], np.ones((2, 8)), [["x"], ["t" * 257]], None, "257 bytes"),
+        (["a", "b"], np.ones((2, 8)), None, ["", "u" * 2049], r"items\[1\]\.uri is 2049 bytes"),
+        (["a", "b"], np.ones((2, 8)), [["x"]], None, "2 ids but 1 tag lists"),
+        (["a", "b"], [["1"] * 8, ["x"] * 8], None, None, "not numbers"),
+    ],
+)
+def test_invalid_upserts_change_nothing(store, tmp_path, ids, vectors, tags, uris, message):
+    collection = make(store, metric="cosine")
+    collection.upsert(["a"], np.full((1, 8), 2.0), tags=[["before"]], uris=["before"])
+    before = items(collection)
+    log_sizes = [p.stat().st_size for _, p in list_log_files(tmp_path / "collections" / "things")]
+
+    with pytest.raises(InvalidArgument, match=message):
+        collection.upsert(ids, vectors, tags, uris)
+
+    assert items(collection) == before
+    assert [p.stat().st_size for _, p in list_log_files(tmp_path / "collections" / "things")] == log_sizes
+    assert [h.id for h in collection.search(np.ones(8), 5)] == ["a"]
+    reopened = CollectionStore(tmp_path).get("things")
+    assert items(reopened) == before
+
+
+def test_id_of_exactly_512_bytes_is_accepted(store):
+    collection = make(store)
+    assert collection.upsert(["é" * 256], np.ones((1, 8))) == 1
+
+
+# --- search -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_an_items_own_vector_finds_it_first(store, metric):
+    collection = make(store, dimension=16, metric=metric)
+    vectors = random_vectors(500, 16)
+    if metric == "dot_product":  # with unequal norms a longer vector can out-score the item itself
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    ids = [f"item-{i}" for i in range(500)]
+    collection.upsert(ids, vectors)
+    for i in range(0, 500, 25):
+        hits = collection.search(vectors[i], 5)
+        assert hits[0].id == ids[i]
+        expected_best = {"cosine": 1.0, "dot_product": 1.0, "squared_l2": 0.0}[metric]
+        assert hits[0].score == pytest.approx(expected_best, abs=1e-5)
+        expected = exact_scores(vectors, vectors[i], metric)[[int(h.id.split("-")[1]) for h in hits]]
+        np.testing.assert_allclose([h.score for h in hits], expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_search_is_correct_through_updates_and_deletes(tmp_path, metric):
+    """Deletes move rows around (in our table and inside ScaNN); results must still map to the right ids."""
+    # A tree from 300 items on, searching every leaf: results are exact, so any mapping slip shows.
+    policy = IndexPolicy(brute_force_below=300, leaves_to_search_fraction=1.0)
+    store = CollectionStore(tmp_path, fsync=False, index_policy=policy)
+    collection = make(store, dimension=8, metric=metric)
+    rng = np.random.default_rng(1)
+    truth: dict[str, np.ndarray] = {}
+    for step in range(12):
+        new_ids = [f"s{step}-{i}" for i in range(80)]
+        vectors = rng.standard_normal((80, 8)).astype(np.float32)
+        replaced = list(rng.choice(sorted(truth), size=min(10, len(truth)), replace=False)) if truth else []
+        replacements = rng.standard_normal((len(replaced), 8)).astype(np.float32)
+        if metric == "dot_product":  # unit vectors, so each item is its own best match
+            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+            replacements /= np.linalg.norm(replacements, axis=1, keepdims=True)
+        collection.upsert(new_ids + replaced, np.vstack([vectors, replacements]))
+        truth.update(zip(new_ids, vectors))
+        truth.update(zip(replaced, replacements))
+        doomed = list(rng.choice(sorted(truth), size=40, replace=False))
+        collection.delete(doomed)
+        for item_id in doomed:
+            del truth[item_id]
+        for item_id in rng.choice(sorted(truth), size=20, replace=False):
+            assert collection.search(truth[item_id], 3)[0].id == item_id
+        assert sorted(collection._index.ids()) == sorted(truth)
+    assert collection.index_kind == "tree_ah"  # 12 * 40 items remain, past the lowered threshold
+    store.close()
+
+
+def test_search_validates_its_arguments(store):
+    collection = make(store, metric="cosine")
+    collection.upsert(["a"], np.ones((1, 8)))
+    for query, k, message in [
+        (np.ones(7), 1, "dimension 7, collection 'things' has 8"),
+        (np.full(8, np.nan), 1, "NaN"),
+        (np.zeros(8), 1, "zero norm"),
+        (np.ones((2, 8)), 1, "one-dimensional"),
+        (np.ones(8), 0, "k must be a positive integer"),
+        (np.ones(8), -3, "k must be a positive integer"),
+    ]:
+        with pytest.raises(InvalidArgument, match=message):
+            collection.search(query, k)
+
+
+def test_tiny_collections(store):
+    collection = make(store)
+    assert collection.search(np.ones(8), 10) == []
+    collection.upsert(["only"], np.ones((1, 8)))
+    assert [h.id for h in collection.search(np.zeros(8), 1000)] == ["only"]
+    assert collection.search(np.zeros(8), 5, exclude_ids=frozenset({"only"})) == []
+    collection.delete(["only"])
+    assert collection.search(np.ones(8), 10) == [] and collection.info().size == 0
+    collection.upsert(["again", "more"], np.stack([np.ones(8), np.zeros(8)]))
+    assert [h.id for h in collection.search(np.ones(8), 10)] == ["again", "more"]
+
+
+# --- filters against brute force -----------------------------------------------------------
+
+TAG_RATES = {"common": 0.6, "half": 0.5, "some": 0.2, "few": 0.05, "rare": 0.01, "none": 0.0}
+POLICIES = {
+    "default": IndexPolicy(),
+    "always overfetch": IndexPolicy(exact_scan_rows=0, exact_scan_fraction=0.0),
+    "always exact": IndexPolicy(exact_scan_rows=10**9),
+}
+FILTER_COLLECTION_SIZE = 3_000
+
+
+@pytest.fixture(scope="module")
+def filter_collections(tmp_path_factory):
+    """(metric, policy) -> (collection, vectors, tags), built once and shared by the hypothesis examples."""
+    built: dict = {}
+    stores = []
+
+    def get(metric: str, policy: str):
+        if (metric, policy) not in built:
+            directory = tmp_path_factory.mktemp(f"filters-{metric}-{policy.replace(' ', '-')}")
+            store = CollectionStore(directory, fsync=False, index_policy=POLICIES[policy])
+            stores.append(store)
+            collection = make(store, dimension=12, metric=metric)
+            rng = np.random.default_rng(7)
+            vectors = rng.standard_normal((FILTER_COLLECTION_SIZE, 12)).astype(np.float32)
+            tags = [[t for t, rate in TAG_RATES.items() if rng.random() < rate] for _ in range(FILTER_COLLECTION_SIZE)]
+            collection.upsert([f"i{n}" for n in range(FILTER_COLLECTION_SIZE)], vectors, tags=tags)
+            built[metric, policy] = (collection, vectors, tags)
+        return built[metric, policy]
+
+    yield get
+    for store in stores:
+        store.close()
+
+
+tag_names = st.sampled_from(sorted(TAG_RATES) + ["unknown"])
+filters = st.builds(
+    TagFilter,
+    all_of=st.lists(tag_names, max_size=2).map(tuple),
+    any_of=st.lists(tag_names, max_size=3).map(tuple),
+    none_of=st.lists(tag_names, max_size=2).map(tuple),
+)
+
+
+@pytest.mark.parametrize("policy", sorted(POLICIES))
+@pytest.mark.parametrize("metric", METRICS)
+@settings(max_examples=40, deadline=None)
+@given(
+    tag_filter=filters,
+    k=st.sampled_from([1, 5, 10, 100, 5000]),
+    seed=st.integers(0, 2**32 - 1),
+    excluded=st.integers(0, 30),
+)
+def test_filtered_search_returns_the_exact_filtered_top_k(
+    filter_collections, metric, policy, tag_filter, k, seed, excluded
+):
+    collection, vectors, tags = filter_collections(metric, policy)
+    rng = np.random.default_rng(seed)
+    query = rng.standard_normal(12).astype(np.float32)
+    exclude = frozenset(f"i{n}" for n in rng.choice(FILTER_COLLECTION_SIZE, size=excluded, replace=False))
+
+    hits = collection.search(query, k, tag_filter, exclude)
+
+    allowed = np.array([tag_filter.matches(t) and f"i{n}" not in exclude for n, t in enumerate(tags)])
+    rows = np.flatnonzero(allowed)
+    best = rows[exact_top(vectors[rows], query, metric, k)]
+    assert len(hits) == len(best)
+    returned_rows = [int(h.id[1:]) for h in hits]
+    assert all(allowed[r] for r in returned_rows), "a hit fails the filter or is excluded"
+    assert len(set(returned_rows)) == len(returned_rows)
+    # Same scores in the same order; ids equal up to ties (scores from float32 arithmetic).
+    scores = [h.score for h in hits]
+    np.testing.assert_allclose(scores, exact_scores(vectors[best], query, metric), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(scores, exact_scores(vectors[returned_rows], query, metric), rtol=1e-4, atol=1e-4)
+    assert all(h.tags == tuple(tags[r]) for h, r in zip(hits, returned_rows))
+
+
+# --- durability ---------------------------------------------------------------------------
+
+
+def write_a_history(collection: Collection) -> None:
+    collection.upsert(["a", "b", "c"], random_vectors(3, 8), tags=[["x"], ["y"], []], uris=["ua", "ub", ""])
+    collection.upsert(["d"], random_vectors(1, 8, seed=1))
+    collection.delete(["b"])
+    collection.upsert(["a"], random_vectors(1, 8, seed=2), tags=[["z"]])
+
+
+def test_reopening_without_close_keeps_every_acknowledged_write(tmp_path):
+    store = CollectionStore(tmp_path)
+    collection = make(store, metric="cosine")
+    write_a_history(collection)
+    make(store, name="empty")
+    expected = items(collection)
+
+    crashed = CollectionStore(tmp_path)  # the first store is never closed: as after kill -9
+    assert items(crashed.get("things")) == expected
+    assert set(expected) == {"a", "c", "d"} and expected["a"][1] == ("z",)
+    assert crashed.get("empty").info().size == 0
+    assert [h.id for h in crashed.get("things").search(np.asarray(expected["d"][0]), 1)] == ["d"]
+
+
+def test_a_torn_tail_is_truncated_on_reopen(tmp_path, caplog):
+    store = CollectionStore(tmp_path)
+    collection = make(store)
+    write_a_history(collection)
+    expected = items(collection)
+    (_, log_path), = list_log_files(tmp_path / "collections" / "things")
+    whole = log_path.read_bytes()
+    collection.upsert(["torn"], np.ones((1, 8)))
+    log_path.write_bytes(log_path.read_bytes()[: len(whole) + 30])  # the last append stopped 30 bytes in
+
+    with caplog.at_level(logging.WARNING):
+        reopened = CollectionStore(tmp_path).get("things")
+    assert "truncating a torn record" in caplog.text
+    assert items(reopened) == expected
+    reopened.upsert(["after"], np.ones((1, 8)))
+    assert "after" in items(CollectionStore(tmp_path).get("things"))
+
+
+def test_corruption_in_the_middle_keeps_the_collection_offline(tmp_path):
+    store = CollectionStore(tmp_path)
+    write_a_history(make(store))
+    make(store, name="healthy").upsert(["h"], np.ones((1, 8)))
+    (_, log_path), = list_log_files(tmp_path / "collections" / "things")
+    data = bytearray(log_path.read_bytes())
+    data[40] ^= 0x01  # inside the first record
+    log_path.write_bytes(bytes(data))
+
+    reopened = CollectionStore(tmp_path)
+    assert "things" in reopened.failed() and "refusing to load" in reopened.failed()["things"]
+    with pytest.raises(FailedPrecondition, match="could not be loaded"):
+        reopened.get("things")
+    with pytest.raises(AlreadyExists):
+        reopened.create(CollectionSpec("things", 8, "cosine"))
+    assert [i.spec.name for i in reopened.list()] == ["healthy"]
+    assert log_path.read_bytes() == bytes(data)
+    reopened.delete("things")  # an operator may drop it
+    assert reopened.failed() == {}
+
+
+def test_snapshots_then_more_writes_then_reopen(tmp_path):
+    directory = tmp_path / "collections" / "things"
+    store = CollectionStore(tmp_path, snapshot_every=3)
+    collection = make(store)
+    for i in range(8):
+        collection.upsert([f"item-{i}"], random_vectors(1, 8, seed=i), tags=[[f"t{i % 2}"]])
+    collection.delete(["item-0"])  # record 9: a snapshot at 9 covers it
+    collection.upsert(["item-9"], random_vectors(1, 8, seed=9))
+    expected = items(collection)
+    assert [seq for seq, _ in list_snapshots(directory)] == [9]
+    assert [first for first, _ in list_log_files(directory)] == [10]
+
+    reopened = CollectionStore(tmp_path, snapshot_every=3)
+    assert items(reopened.get("things")) == expected
+    assert [h.id for h in reopened.get("things").search(np.zeros(8), 20, TagFilter(all_of=("t1",)))] != []
+    reopened.close()
+    assert [seq for seq, _ in list_snapshots(directory)] == [10]
+    assert all(p.stat().st_size == 0 for _, p in list_log_files(directory))
+    assert items(CollectionStore(tmp_path).get("things")) == expected
+
+
+def test_close_then_reopen_replays_nothing(tmp_path, caplog):
+    store = CollectionStore(tmp_path)
+    write_a_history(make(store))
+    expected = items(store.get("things"))
+    store.close()
+    with caplog.at_level(logging.INFO, logger=collection_module.__name__):
+        reopened = CollectionStore(tmp_path)
+    assert "0 log records replayed" in caplog.text
+    assert items(reopened.get("things")) == expected
+
+
+@pytest.mark.parametrize("crash_point", ["before the snapshot is written", "before the old log is removed"])
+def test_a_crash_during_a_snapshot_loses_and_repeats_nothing(tmp_path, monkeypatch, crash_point, caplog):
+    store = CollectionStore(tmp_path)
+    collection = make(store)
+    write_a_history(collection)
+
+    class Crash(Exception):
+        pass
+
+    def crash(*args, **kwargs):
+        raise Crash
+
+    target = (collection_module, "write_snapshot") if crash_point.startswith("before the snapshot") else (
+        WriteAheadLog,
+        "remove_through",
+    )
+    monkeypatch.setattr(*target, crash)
+    with pytest.raises(Crash):
+        collection.snapshot()
+    monkeypatch.undo()
+    collection.upsert(["late"], np.ones((1, 8)))  # lands in the new log file
+    expected = items(collection)
+
+    with caplog.at_level(logging.INFO, logger=collection_module.__name__):
+        reopened = CollectionStore(tmp_path)
+    assert items(reopened.get("things")) == expected
+    replayed = 5 if crash_point.startswith("before the snapshot") else 1  # 4 records + "late", or only "late"
+    assert f"{replayed} log records replayed" in caplog.text
+    reopened.close()
+    directory = tmp_path / "collections" / "things"
+    assert len(list_log_files(directory)) == 1 and len(list_snapshots(directory)) == 1
+    assert items(CollectionStore(tmp_path).get("things")) == expected
+
+
+def test_a_snapshot_beside_a_log_it_partly_covers(tmp_path, caplog):
+    """A snapshot at record 2 next to an unrotated log of records 1..4: records 1-2 must be skipped."""
+    store = CollectionStore(tmp_path)
+    collection = make(store)
+    collection.upsert(["a"], random_vectors(1, 8))
+    collection.upsert(["b"], random_vectors(1, 8, seed=1))
+    at_two = items(collection)
+    collection.delete(["a"])
+    collection.upsert(["c"], random_vectors(1, 8, seed=2))
+    expected = items(collection)
+    ids = sorted(at_two)
+    write_snapshot(
+        tmp_path / "collections" / "things",
+        SnapshotData(
+            seq=2,
+            ids=ids,
+            vectors=np.array([at_two[i][0] for i in ids], np.float32),
+            tags=[at_two[i][1] for i in ids],
+            uris=[at_two[i][2] for i in ids],
+        ),
+    )
+    with caplog.at_level(logging.INFO, logger=collection_module.__name__):
+        reopened = CollectionStore(tmp_path)
+    assert "2 log records replayed" in caplog.text
+    assert items(reopened.get("things")) == expected
+
+
+def test_a_corrupt_snapshot_keeps_the_collection_offline(tmp_path):
+    store = CollectionStore(tmp_path)
+    write_a_history(make(store))
+    store.close()
+    (_, path), = list_snapshots(tmp_path / "collections" / "things")
+    data = bytearray(path.read_bytes())
+    data[len(data) // 3] ^= 0xFF
+    path.write_bytes(bytes(data))
+    reopened = CollectionStore(tmp_path)
+    assert "things" in reopened.failed()
+    with pytest.raises(FailedPrecondition):
+        reopened.get("things")
+
+
+# --- scale and concurrency -----------------------------------------------------------------
+
+
+def test_a_larger_collection_uses_the_tree_index_with_high_recall(tmp_path):
+    n, dimension = 25_000, 16
+    rng = np.random.default_rng(3)
+    centers = rng.standard_normal((60, dimension))
+    vectors = (centers[rng.integers(0, 60, n)] + 0.4 * rng.standard_normal((n, dimension))).astype(np.float32)
+    tags = [["rare"] if i % 100 == 0 else ["even"] if i % 2 == 0 else [] for i in range(n)]
+    store = CollectionStore(tmp_path, fsync=False)
+    collection = make(store, dimension=dimension, metric="squared_l2")
+    for start in range(0, n, 5_000):
+        batch = slice(start, start + 5_000)
+        collection.upsert([f"v{i}" for i in range(start, start + 5_000)], vectors[batch], tags[batch])
+    assert collection.index_kind == "tree_ah"
+
+    queries = vectors[rng.integers(0, n, 100)] + 0.1 * rng.standard_normal((100, dimension)).astype(np.float32)
+    recalls, filtered_recalls = [], []
+    even = np.arange(0, n, 2)
+    for query in queries:
+        truth = {f"v{i}" for i in exact_top(vectors, query, "squared_l2", 10)}
+        recalls.append(len(truth & {h.id for h in collection.search(query, 10)}) / 10)
+        truth = {f"v{even[i]}" for i in exact_top(vectors[even], query, "squared_l2", 10)}
+        found = collection.search(query, 10, TagFilter(any_of=("even", "rare")))
+        filtered_recalls.append(len(truth & {h.id for h in found}) / 10)
+    assert np.mean(recalls) >= 0.95
+    assert np.mean(filtered_recalls) >= 0.95
+    # A selective filter is scanned exactly, tree or not.
+    rare = np.arange(0, n, 100)
+    hits = collection.search(queries[0], 10, TagFilter(all_of=("rare",)))
+    assert [h.id for h in hits] == [f"v{rare[i]}" for i in exact_top(vectors[rare], queries[0], "squared_l2", 10)]
+
+    reopened = CollectionStore(tmp_path, fsync=False).get("things")  # rebuilt from the log as a tree
+    assert reopened.index_kind == "tree_ah" and reopened.info().size == n
+    collection.delete([f"v{i}" for i in range(16_000)])
+    assert collection.index_kind == "brute_force" and collection.info().size == 9_000
+
+
+def test_searches_racing_writes_never_see_acknowledged_deletes(store):
+    collection = make(store, dimension=8)
+    collection.upsert([f"base-{i}" for i in range(1_000)], random_vectors(1_000, 8))
+    deleted: set[str] = set()
+    deleted_lock = threading.Lock()
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def writer():
+        rng = np.random.default_rng(11)
+        round_ = 0
+        while not stop.is_set():
+            ids = [f"w{round_}-{i}" for i in range(20)]
+            vectors = rng.standard_normal((20, 8)).astype(np.float32)
+            collection.upsert(ids, vectors, tags=[["fresh"]] * 20)
+            assert collection.search(vectors[3], 1)[0].id == ids[3], "an acknowledged upsert is not visible"
+            collection.delete(ids[:15])
+            with deleted_lock:
+                deleted.update(ids[:15])
+            round_ += 1
+
+    def searcher(seed):
+        rng = np.random.default_rng(seed)
+        while not stop.is_set():
+            with deleted_lock:
+                gone = set(deleted)  # acknowledged before this search starts
+            query = rng.standard_normal(8).astype(np.float32)
+            tag_filter = TagFilter(all_of=("fresh",)) if rng.random() < 0.3 else None
+            hits = collection.search(query, 50, tag_filter)
+            stale = gone & {h.id for h in hits}
+            assert not stale, f"search returned deleted ids {sorted(stale)[:3]}"
+
+    def guarded(target, *args):
+        try:
+            target(*args)
+        except BaseException as e:  # surfaced by the assertion below
+            errors.append(e)
+            stop.set()
+
+    threads = [threading.Thread(target=guarded, args=(writer,))] + [
+        threading.Thread(target=guarded, args=(searcher, seed)) for seed in range(3)
+    ]
+    for thread in threads:
+        thread.start()
+    time.sleep(2.0)
+    stop.set()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors[0]
+    assert len(deleted) > 100
+    assert not set(collection._index.ids()) & deleted
