@@ -46,7 +46,8 @@ def tiny_checkpoint(tmp_path_factory, digits):
     split = _small_split(digits)
     result = train(digits, split, TrainConfig(model=TINY, epochs=1, batch_size=32, progress=False, num_threads=1))
     path = tmp_path_factory.mktemp("ckpt") / "digits.pt"
-    save_checkpoint(path, result.model, digits.spec, data_hash(digits.images), digits.images[split.val], result.metrics, result.history)
+    sample = digits.images[split.val]
+    save_checkpoint(path, result.model, digits.spec, data_hash(digits.images), sample, result.metrics, result.history)
     return path
 
 
@@ -106,8 +107,11 @@ def test_training_steps_lower_the_loss_on_a_fixed_batch(digits):
 
 
 def test_train_is_deterministic_and_reports_metrics(digits):
-    split = Split(train=_small_split(digits).train[:64], val=_small_split(digits).val[:16], test=_small_split(digits).test[:20])
-    config = TrainConfig(model=TINY, epochs=1, batch_size=32, max_shift=2, max_rotation=10, progress=False, num_threads=1)
+    small = _small_split(digits)
+    split = Split(train=small.train[:64], val=small.val[:16], test=small.test[:20])
+    config = TrainConfig(
+        model=TINY, epochs=1, batch_size=32, max_shift=2, max_rotation=10, progress=False, num_threads=1
+    )
     first, second = train(digits, split, config), train(digits, split, config)
     for a, b in zip(first.model.state_dict().values(), second.model.state_dict().values()):
         assert torch.equal(a, b)
@@ -139,7 +143,8 @@ def test_export_writes_a_version_that_matches_pytorch(tiny_checkpoint, digits, t
     assert version_dir == tmp_path / "models" / "digits" / "1"
     assert sorted(p.name for p in version_dir.iterdir()) == ["decoder.onnx", "encoder.onnx"]
 
-    for file, input_name, output_name in [("encoder.onnx", "images", "embeddings"), ("decoder.onnx", "embeddings", "images")]:
+    files = [("encoder.onnx", "images", "embeddings"), ("decoder.onnx", "embeddings", "images")]
+    for file, input_name, output_name in files:
         proto = onnx.load(version_dir / file)
         onnx.checker.check_model(proto, full_check=True)
         assert [i.name for i in proto.graph.input] == [input_name]
@@ -267,7 +272,8 @@ def test_cli_trains_and_exports_a_folder(tmp_path):
         "--embedding-dim", "8", "--threads", "1", "--no-progress", "--out", str(tmp_path / "c.pt"),
     ]))  # fmt: skip
     assert load_checkpoint(checkpoint).model_args["pooling"] == "avg"
-    version_dir = cli.run_export(export_parser.parse_args([str(checkpoint), "--repository", str(tmp_path / "m"), "--name", "colours"]))
+    export_args = [str(checkpoint), "--repository", str(tmp_path / "m"), "--name", "colours"]
+    version_dir = cli.run_export(export_parser.parse_args(export_args))
     assert (version_dir / "encoder.onnx").is_file() and version_dir.name == "1"
 
 

@@ -32,19 +32,18 @@ SHEET_QUERIES = 8
 
 
 def run_demo(workdir: Path, *, epochs: int | None = None, queries: int = 1000) -> int:
-    from training.cli import train_and_export_default  # torch: imported only by commands that train
-    from training.data import load_digits
+    from training.pipeline import train_and_export_default  # torch: imported only by commands that train
 
     workdir.mkdir(parents=True, exist_ok=True)
     repository = workdir / "models"
     started = time.monotonic()
     print(f"[1/5] training and exporting the default model into {repository}")
-    version_dir, split = train_and_export_default(workdir, repository, name="digits", epochs=epochs)
-    print(f"      exported {version_dir}")
+    published = train_and_export_default(workdir, repository, name="digits", epochs=epochs)
+    version_dir, split, digits = published.version_dir, published.split, published.dataset
+    print(f"      exported {version_dir}; test MSE {published.metrics.get('test_mse', float('nan')):.4f}")
 
     print("[2/5] writing the digits as PNG files")
-    digits = load_digits()
-    spec = preprocessing.Preprocessing()
+    spec = digits.spec
     database = np.concatenate([split.train, split.val])
     query_rows = split.test[:queries]
     index_dir, query_dir = workdir / "digits" / "index", workdir / "digits" / "queries"

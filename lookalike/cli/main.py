@@ -95,14 +95,14 @@ def main(argv: list[str] | None = None) -> int:
 def _train(args) -> int:
     from training import cli as training_cli
 
-    print(training_cli.run_train(args))
+    training_cli.run_train(args)  # prints its own summary
     return 0
 
 
 def _export(args) -> int:
     from training import cli as training_cli
 
-    print(training_cli.run_export(args))
+    training_cli.run_export(args)  # prints its own summary
     return 0
 
 

@@ -1,0 +1,119 @@
+"""Self-describing checkpoints: the file alone rebuilds the model, its preprocessing and its story.
+
+Only plain types and tensors go in, so `torch.load(weights_only=True)` can read it without
+unpickling arbitrary objects (https://pytorch.org/docs/stable/generated/torch.load.html).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from lookalike.preprocessing import Preprocessing
+from training.models import Autoencoder, build_model
+
+FORMAT_VERSION = 1  # bump when the keys below change meaning
+SAMPLE_IMAGES = 16  # real preprocessed images kept in the checkpoint for export's parity check
+
+
+@dataclasses.dataclass
+class Checkpoint:
+    model: Autoencoder  # rebuilt from architecture + model_args, weights loaded, eval mode
+    preprocessing: Preprocessing
+    data_hash: str  # sha256 of the preprocessed training data (see training.data.data_hash)
+    metrics: dict[str, float]  # e.g. train_mse, val_mse, test_mse, test_precision_at_10
+    history: list[dict[str, float]]  # per epoch
+    trained_at: str  # ISO 8601, UTC
+    metric: str  # the vector similarity search should use: "cosine"
+    sample_images: np.ndarray  # (S, C, H, W) float32, real inputs for parity checks
+    extra: dict[str, Any]  # train_config, split, anything else the trainer recorded
+
+    @property
+    def architecture(self) -> str:
+        return self.model.architecture
+
+    @property
+    def model_args(self) -> dict[str, Any]:
+        return dataclasses.asdict(self.model.config)
+
+
+def save_checkpoint(
+    path: str | Path,
+    model: nn.Module,
+    preprocessing: Preprocessing,
+    data_hash: str,
+    sample_images: np.ndarray,
+    metrics: dict[str, float] | None = None,
+    history: list[dict[str, float]] | None = None,
+    metric: str = "cosine",
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Writes the checkpoint atomically (temp file + rename): a crash never leaves half a file."""
+    model = _unwrap(model)
+    assert isinstance(model, Autoencoder), "save the Autoencoder itself, so it can be rebuilt by architecture"
+    assert sample_images.shape[1:] == model.input_shape, "sample images must be model inputs (S, C, H, W)"
+    state = {
+        "format_version": FORMAT_VERSION,
+        "architecture": model.architecture,
+        "model_args": dataclasses.asdict(model.config),
+        "preprocessing": preprocessing.to_json(),
+        "data_hash": data_hash,
+        "metrics": dict(metrics or {}),
+        "history": list(history or []),
+        "trained_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "metric": metric,
+        "sample_images": torch.from_numpy(np.ascontiguousarray(sample_images[:SAMPLE_IMAGES], dtype=np.float32)),
+        "extra": dict(extra or {}),
+        # Clone to the CPU: a checkpoint trained on a GPU must load on a CPU-only exporter.
+        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o644)  # mkstemp makes 0600; a checkpoint is shared data, e.g. with an image build
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Rebuilds the model from the file alone; `weights_only=True` refuses anything but data."""
+    state = torch.load(Path(path), map_location="cpu", weights_only=True)
+    version = state.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ValueError(f"{path}: checkpoint format {version}, this code reads format {FORMAT_VERSION}")
+    model = build_model(state["architecture"], state["model_args"])
+    model.load_state_dict(state["state_dict"])  # strict: a missing or extra weight is an error
+    return Checkpoint(
+        model=model.eval(),
+        preprocessing=Preprocessing.from_json(state["preprocessing"]),
+        data_hash=state["data_hash"],
+        metrics=state["metrics"],
+        history=state["history"],
+        trained_at=state["trained_at"],
+        metric=state["metric"],
+        sample_images=state["sample_images"].numpy(),
+        extra=state["extra"],
+    )
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    """The plain module under torch.compile (`_orig_mod`) or DataParallel/DDP (`module`) wrappers."""
+    while True:
+        inner = getattr(model, "_orig_mod", None) or getattr(model, "module", None)
+        if not isinstance(inner, nn.Module):
+            return model
+        model = inner

