@@ -25,7 +25,7 @@ from typing import BinaryIO
 import numpy as np
 
 from lookalike.errors import FailedPrecondition
-from search_service.write_ahead_log import fsync_directory
+from search_service.write_ahead_log import fsync_directory, numbered_files
 
 logger = logging.getLogger(__name__)
 
@@ -70,12 +70,7 @@ def snapshot_file_name(seq: int) -> str:
 
 def list_snapshots(directory: Path) -> list[tuple[int, Path]]:
     """(seq, path) of every complete snapshot, oldest first."""
-    found = []
-    for path in directory.iterdir():
-        match = _FILE_NAME.fullmatch(path.name)
-        if match:
-            found.append((int(match.group(1)), path))
-    return sorted(found)
+    return numbered_files(directory, _FILE_NAME)
 
 
 def write_snapshot(directory: Path, data: SnapshotData, *, fsync: bool = True) -> Path:

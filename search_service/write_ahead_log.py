@@ -80,14 +80,19 @@ def log_file_name(first_seq: int) -> str:
     return f"wal-{first_seq:020d}.log"
 
 
-def list_log_files(directory: Path) -> list[tuple[int, Path]]:
-    """(first sequence number, path) of every log file, oldest first."""
+def numbered_files(directory: Path, pattern: re.Pattern) -> list[tuple[int, Path]]:
+    """(number, path) of every file whose name fully matches `pattern` (one digit group), lowest first."""
     found = []
     for path in directory.iterdir():
-        match = _FILE_NAME.fullmatch(path.name)
+        match = pattern.fullmatch(path.name)
         if match:
             found.append((int(match.group(1)), path))
     return sorted(found)
+
+
+def list_log_files(directory: Path) -> list[tuple[int, Path]]:
+    """(first sequence number, path) of every log file, oldest first."""
+    return numbered_files(directory, _FILE_NAME)
 
 
 # --- encoding ---------------------------------------------------------------------------------
