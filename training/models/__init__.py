@@ -13,9 +13,21 @@ from typing import Any
 
 from training.models.autoencoder import Autoencoder
 from training.models.conv_fc import ConvFCAutoencoder, ConvFCConfig
+from training.models.conv_fc_transpose import ConvFCTransposeAutoencoder, ConvFCTransposeConfig
+from training.models.conv_transpose import ConvTransposeAutoencoder, ConvTransposeConfig
+from training.models.conv_upsample import ConvUpsampleAutoencoder, ConvUpsampleConfig
+from training.models.fc import FCAutoencoder, FCConfig
+from training.models.lstm import LSTMAutoencoder, LSTMConfig
+from training.models.lstm_attention import LSTMAttentionAutoencoder, LSTMAttentionConfig
 
 ARCHITECTURES: dict[str, tuple[type, type[Autoencoder]]] = {
     "conv_fc": (ConvFCConfig, ConvFCAutoencoder),
+    "fc": (FCConfig, FCAutoencoder),
+    "conv_upsample": (ConvUpsampleConfig, ConvUpsampleAutoencoder),
+    "conv_transpose": (ConvTransposeConfig, ConvTransposeAutoencoder),
+    "conv_fc_transpose": (ConvFCTransposeConfig, ConvFCTransposeAutoencoder),
+    "lstm": (LSTMConfig, LSTMAutoencoder),
+    "lstm_attention": (LSTMAttentionConfig, LSTMAttentionAutoencoder),
 }
 
 
