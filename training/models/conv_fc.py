@@ -94,6 +94,15 @@ class Encoder(nn.Module):
         return self.fc(x)  # (B, D)
 
 
+def upsample_stages(conv_channels: tuple[int, ...], sizes: list[tuple[int, int]], batch_norm: bool) -> nn.Sequential:
+    """The encoder's stages mirrored: upsample to each stage's exact size, then conv down to the next width."""
+    channels, stages = list(conv_channels), []
+    for i in reversed(range(len(channels))):
+        out_channels = channels[i - 1] if i > 0 else channels[0]
+        stages += [nn.Upsample(size=sizes[i], mode="nearest"), ConvBlock(channels[i], out_channels, batch_norm)]
+    return nn.Sequential(*stages)  # (B, C_last, h, w) -> (B, C_first, H, W)
+
+
 class Decoder(nn.Module):
     def __init__(self, config: ConvFCConfig) -> None:
         super().__init__()
@@ -106,15 +115,7 @@ class Decoder(nn.Module):
             nn.Linear(config.fc_dim, math.prod(self.start_shape)),
             nn.ReLU(),
         )
-        # Mirror the encoder: upsample to each stage's exact size, then conv down to the next width.
-        stages = []
-        for i in reversed(range(len(channels))):
-            out_channels = channels[i - 1] if i > 0 else channels[0]
-            stages += [
-                nn.Upsample(size=sizes[i], mode="nearest"),
-                ConvBlock(channels[i], out_channels, config.batch_norm),
-            ]
-        self.features = nn.Sequential(*stages)
+        self.features = upsample_stages(config.conv_channels, sizes, config.batch_norm)
         # Linear output: preprocessed pixels may be mean/std normalised, so no sigmoid to clamp them.
         self.to_image = nn.Conv2d(channels[0], config.channels, kernel_size=3, padding=1)
 

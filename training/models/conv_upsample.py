@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from training.models.autoencoder import Autoencoder
-from training.models.conv_fc import POOLING, ConvBlock, ConvFCConfig
+from training.models.conv_fc import POOLING, ConvBlock, ConvFCConfig, upsample_stages
 
 
 @dataclasses.dataclass
@@ -99,15 +99,7 @@ class Decoder(nn.Module):
         sizes = config.stage_sizes()
         channels = list(config.conv_channels)
         self.from_embedding = FromEmbedding(config.embedding_dim, channels[-1], sizes[-1], config.batch_norm)
-        # Mirror the encoder: upsample to each stage's exact size, then conv down to the next width.
-        stages = []
-        for i in reversed(range(len(channels))):
-            out_channels = channels[i - 1] if i > 0 else channels[0]
-            stages += [
-                nn.Upsample(size=sizes[i], mode="nearest"),
-                ConvBlock(channels[i], out_channels, config.batch_norm),
-            ]
-        self.features = nn.Sequential(*stages)
+        self.features = upsample_stages(config.conv_channels, sizes, config.batch_norm)
         # Linear output: preprocessed pixels may be mean/std normalised, so no sigmoid to clamp them.
         self.to_image = nn.Conv2d(channels[0], config.channels, kernel_size=3, padding=1)
 
