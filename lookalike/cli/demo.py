@@ -138,7 +138,8 @@ def _reconstructions(encoder: EncoderClient, files: list[Path], version_dir: Pat
         [
             [contact_sheet.Tile(open_uri(str(p)), "original") for p in files],
             [contact_sheet.Tile(image, "rebuilt") for image in rebuilt],
-        ]
+        ],
+        query_first=False,
     )
 
 
