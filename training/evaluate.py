@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 
-import numpy as np
 
 from training.checkpoint import load_checkpoint
 from training.data import Split, data_hash

@@ -10,6 +10,7 @@ Leaves contact sheets to look at, and stops its processes whatever happens.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import shutil
 import signal
@@ -20,6 +21,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 from tqdm import tqdm
 
 from lookalike import contact_sheet, preprocessing
@@ -127,11 +129,7 @@ def _query_pixels(search: SearchClient, digits, rows) -> float:
     return float(np.mean([_precision(search.search("digits-pixels", vector=digits.images[r].ravel(), k=K), int(digits.labels[r])) for r in rows]))
 
 
-def _reconstructions(encoder: EncoderClient, files: list[Path], version_dir: Path):
-    import io
-
-    from PIL import Image
-
+def _reconstructions(encoder: EncoderClient, files: list[Path], version_dir: Path) -> Image.Image:
     embeddings, _ = encoder.embed([p.read_bytes() for p in files], model="digits", version=int(version_dir.name))
     rebuilt = [Image.open(io.BytesIO(png)) for png in encoder.reconstruct(embeddings, model="digits", version=int(version_dir.name))]
     return contact_sheet.render(

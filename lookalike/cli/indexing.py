@@ -95,7 +95,7 @@ def _send(client, collection, batch, report: IndexReport, skip_existing: bool, b
     if skip_existing:
         existing = {item.id for item in client.get(collection, [item.id for _, item in todo]).items}
         report.skipped += [(str(path), "already indexed") for path, item in todo if item.id in existing]
-        bar.update(len(todo) - len([1 for _, item in todo if item.id not in existing]))
+        bar.update(len(existing))
         todo = [(path, item) for path, item in todo if item.id not in existing]
     while todo:
         try:

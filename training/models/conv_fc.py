@@ -103,27 +103,48 @@ def upsample_stages(conv_channels: tuple[int, ...], sizes: list[tuple[int, int]]
     return nn.Sequential(*stages)  # (B, C_last, h, w) -> (B, C_first, H, W)
 
 
-class Decoder(nn.Module):
+class FCToFeatureMap(nn.Module):
+    """(B, D) -> (B, C_last, h, w): FC -> ReLU -> FC to the encoder's smallest feature map -> ReLU."""
+
     def __init__(self, config: ConvFCConfig) -> None:
         super().__init__()
-        sizes = config.stage_sizes()
-        channels = list(config.conv_channels)
-        self.start_shape = (channels[-1], *sizes[-1])  # (C_last, h, w), the encoder's last feature map
+        self.start_shape = (config.conv_channels[-1], *config.stage_sizes()[-1])  # (C_last, h, w)
         self.fc = nn.Sequential(
             nn.Linear(config.embedding_dim, config.fc_dim),
             nn.ReLU(),
             nn.Linear(config.fc_dim, math.prod(self.start_shape)),
             nn.ReLU(),
         )
-        self.features = upsample_stages(config.conv_channels, sizes, config.batch_norm)
-        # Linear output: preprocessed pixels may be mean/std normalised, so no sigmoid to clamp them.
-        self.to_image = nn.Conv2d(channels[0], config.channels, kernel_size=3, padding=1)
 
     def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
-        x = self.fc(embeddings)  # (B, C_last * h * w)
-        x = x.view(-1, *self.start_shape)  # (B, C_last, h, w)
+        return self.fc(embeddings).view(-1, *self.start_shape)  # (B, C_last, h, w)
+
+
+class ConvDecoder(nn.Module):
+    """Every convolutional decoder: embedding -> smallest feature map -> mirrored stages -> image.
+
+    The families differ only in the three parts they pass in (FC or transposed conv from the
+    embedding, upsampling or transposed-conv stages, conv or transposed conv to the image).
+    """
+
+    def __init__(self, from_embedding: nn.Module, features: nn.Module, to_image: nn.Module) -> None:
+        super().__init__()
+        self.from_embedding = from_embedding
+        self.features = features
+        self.to_image = to_image  # linear output: preprocessed pixels may be mean/std normalised, no sigmoid
+
+    def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
+        x = self.from_embedding(embeddings)  # (B, C_last, h, w)
         x = self.features(x)  # (B, C_first, H, W)
         return self.to_image(x)  # (B, C, H, W)
+
+
+def make_decoder(config: ConvFCConfig) -> ConvDecoder:
+    return ConvDecoder(
+        FCToFeatureMap(config),
+        upsample_stages(config.conv_channels, config.stage_sizes(), config.batch_norm),
+        nn.Conv2d(config.conv_channels[0], config.channels, kernel_size=3, padding=1),
+    )
 
 
 class ConvFCAutoencoder(Autoencoder):
@@ -132,4 +153,4 @@ class ConvFCAutoencoder(Autoencoder):
     def __init__(self, config: ConvFCConfig) -> None:
         super().__init__(config)
         self.encoder = Encoder(config)
-        self.decoder = Decoder(config)
+        self.decoder = make_decoder(config)

@@ -9,13 +9,11 @@ model as conv_fc except that the decoder learns its upsampling instead of repeat
 from __future__ import annotations
 
 import dataclasses
-import math
 
-import torch
 from torch import nn
 
 from training.models.autoencoder import Autoencoder
-from training.models.conv_fc import ConvFCConfig
+from training.models.conv_fc import ConvDecoder, ConvFCConfig, FCToFeatureMap
 from training.models.conv_fc import Encoder as ConvFCEncoder
 from training.models.conv_transpose import transpose_stages
 
@@ -26,27 +24,12 @@ class ConvFCTransposeConfig(ConvFCConfig):
     dropout, batch_norm (see ConvFCConfig for their defaults)."""
 
 
-class Decoder(nn.Module):
-    def __init__(self, config: ConvFCTransposeConfig) -> None:
-        super().__init__()
-        sizes = config.stage_sizes()
-        channels = config.conv_channels
-        self.start_shape = (channels[-1], *sizes[-1])  # (C_last, h, w), the encoder's last feature map
-        self.fc = nn.Sequential(
-            nn.Linear(config.embedding_dim, config.fc_dim),
-            nn.ReLU(),
-            nn.Linear(config.fc_dim, math.prod(self.start_shape)),
-            nn.ReLU(),
-        )
-        self.features = transpose_stages(channels, sizes, config.batch_norm)
-        # Linear output: preprocessed pixels may be mean/std normalised, so no sigmoid to clamp them.
-        self.to_image = nn.ConvTranspose2d(channels[0], config.channels, kernel_size=3, padding=1)
-
-    def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
-        x = self.fc(embeddings)  # (B, C_last * h * w)
-        x = x.view(-1, *self.start_shape)  # (B, C_last, h, w)
-        x = self.features(x)  # (B, C_first, H, W)
-        return self.to_image(x)  # (B, C, H, W)
+def make_decoder(config: ConvFCTransposeConfig) -> ConvDecoder:
+    return ConvDecoder(
+        FCToFeatureMap(config),
+        transpose_stages(config.conv_channels, config.stage_sizes(), config.batch_norm),
+        nn.ConvTranspose2d(config.conv_channels[0], config.channels, kernel_size=3, padding=1),
+    )
 
 
 class ConvFCTransposeAutoencoder(Autoencoder):
@@ -55,4 +38,4 @@ class ConvFCTransposeAutoencoder(Autoencoder):
     def __init__(self, config: ConvFCTransposeConfig) -> None:
         super().__init__(config)
         self.encoder = ConvFCEncoder(config)
-        self.decoder = Decoder(config)
+        self.decoder = make_decoder(config)

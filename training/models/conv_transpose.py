@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from training.models.autoencoder import Autoencoder
+from training.models.conv_fc import ConvDecoder
 from training.models.conv_upsample import ConvEncoder, ConvUpsampleConfig, FromEmbedding
 
 
@@ -55,20 +56,13 @@ def transpose_stages(conv_channels: tuple[int, ...], sizes: list[tuple[int, int]
     return nn.Sequential(*stages)
 
 
-class Decoder(nn.Module):
-    def __init__(self, config: ConvTransposeConfig) -> None:
-        super().__init__()
-        sizes = config.stage_sizes()
-        channels = config.conv_channels
-        self.from_embedding = FromEmbedding(config.embedding_dim, channels[-1], sizes[-1], config.batch_norm)
-        self.features = transpose_stages(channels, sizes, config.batch_norm)
-        # Linear output: preprocessed pixels may be mean/std normalised, so no sigmoid to clamp them.
-        self.to_image = nn.ConvTranspose2d(channels[0], config.channels, kernel_size=3, padding=1)
-
-    def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
-        x = self.from_embedding(embeddings)  # (B, C_last, h, w)
-        x = self.features(x)  # (B, C_first, H, W)
-        return self.to_image(x)  # (B, C, H, W)
+def make_decoder(config: ConvTransposeConfig) -> ConvDecoder:
+    sizes = config.stage_sizes()
+    return ConvDecoder(
+        FromEmbedding(config.embedding_dim, config.conv_channels[-1], sizes[-1], config.batch_norm),
+        transpose_stages(config.conv_channels, sizes, config.batch_norm),
+        nn.ConvTranspose2d(config.conv_channels[0], config.channels, kernel_size=3, padding=1),
+    )
 
 
 class ConvTransposeAutoencoder(Autoencoder):
@@ -77,4 +71,4 @@ class ConvTransposeAutoencoder(Autoencoder):
     def __init__(self, config: ConvTransposeConfig) -> None:
         super().__init__(config)
         self.encoder = ConvEncoder(config)
-        self.decoder = Decoder(config)
+        self.decoder = make_decoder(config)

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from training.models.autoencoder import Autoencoder
-from training.models.conv_fc import POOLING, ConvBlock, ConvFCConfig, upsample_stages
+from training.models.conv_fc import POOLING, ConvBlock, ConvDecoder, ConvFCConfig, upsample_stages
 
 
 @dataclasses.dataclass
@@ -93,20 +93,13 @@ class FromEmbedding(nn.Module):
         return self.act(self.norm(self.deconv(x)))  # (B, C_last, h, w)
 
 
-class Decoder(nn.Module):
-    def __init__(self, config: ConvUpsampleConfig) -> None:
-        super().__init__()
-        sizes = config.stage_sizes()
-        channels = list(config.conv_channels)
-        self.from_embedding = FromEmbedding(config.embedding_dim, channels[-1], sizes[-1], config.batch_norm)
-        self.features = upsample_stages(config.conv_channels, sizes, config.batch_norm)
-        # Linear output: preprocessed pixels may be mean/std normalised, so no sigmoid to clamp them.
-        self.to_image = nn.Conv2d(channels[0], config.channels, kernel_size=3, padding=1)
-
-    def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
-        x = self.from_embedding(embeddings)  # (B, C_last, h, w)
-        x = self.features(x)  # (B, C_first, H, W)
-        return self.to_image(x)  # (B, C, H, W)
+def make_decoder(config: ConvUpsampleConfig) -> ConvDecoder:
+    sizes = config.stage_sizes()
+    return ConvDecoder(
+        FromEmbedding(config.embedding_dim, config.conv_channels[-1], sizes[-1], config.batch_norm),
+        upsample_stages(config.conv_channels, sizes, config.batch_norm),
+        nn.Conv2d(config.conv_channels[0], config.channels, kernel_size=3, padding=1),
+    )
 
 
 class ConvUpsampleAutoencoder(Autoencoder):
@@ -115,4 +108,4 @@ class ConvUpsampleAutoencoder(Autoencoder):
     def __init__(self, config: ConvUpsampleConfig) -> None:
         super().__init__(config)
         self.encoder = ConvEncoder(config)
-        self.decoder = Decoder(config)
+        self.decoder = make_decoder(config)
