@@ -94,9 +94,7 @@ def test_every_architecture_has_separate_encoder_and_decoder():
 def test_train_is_deterministic_and_reports_metrics(digits):
     small = _small_split(digits)
     split = Split(train=small.train[:64], val=small.val[:16], test=small.test[:20])
-    config = TrainConfig(
-        model=TINY, epochs=1, batch_size=32, max_shift=2, max_rotation=10, progress=False, num_threads=1
-    )
+    config = TrainConfig(model=TINY, epochs=1, batch_size=32, progress=False, num_threads=1)
     first, second = train(digits, split, config), train(digits, split, config)
     for a, b in zip(first.model.state_dict().values(), second.model.state_dict().values()):
         assert torch.equal(a, b)

@@ -1,4 +1,5 @@
-"""Every registered architecture: shapes at two image sizes, a training step, and an ONNX export.
+"""Every registered architecture: shapes at two image sizes, a training step; every architecture
+and baseline: an ONNX export that matches PyTorch, served by the encoder service and searchable.
 
 Tiny configs keep each case to about a second on 2 cores; they take the same code paths as the defaults.
 """
@@ -15,7 +16,7 @@ ort = pytest.importorskip("onnxruntime")
 from lookalike.preprocessing import Preprocessing  # noqa: E402
 from training.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from training.export import EXPORT_BATCH, PARITY_TOLERANCE, export  # noqa: E402
-from training.models import ARCHITECTURES, build_model  # noqa: E402
+from training.models import ARCHITECTURES, BASELINES, MODELS, build_model  # noqa: E402
 
 EMBEDDING_DIM = 12  # not any architecture's default (64)
 CONV = {"conv_channels": [4, 8]}
@@ -28,13 +29,18 @@ TINY = {
     "fc": {"hidden_dims": [32, 16], "batch_norm": True},  # batch norm off by default: cover it here
     "lstm": {**RECURRENT, "bidirectional": True},  # unidirectional by default: cover the other here
     "lstm_attention": {**RECURRENT, "attention_dim": 8},
+    "pca": {},
+    "raw_pixels": {},
+    "colour_histogram": {"lightness_bins": 6},
 }
 NAMES = sorted(ARCHITECTURES)
+SIZED = set(ARCHITECTURES) | {"pca"}  # the models whose embedding size is a setting
 
 
 def tiny(name: str, height: int = 28, width: int = 28, channels: int = 1) -> dict:
     # An architecture added later without a TINY entry still gets tested, at its default sizes.
-    return {"height": height, "width": width, "channels": channels, "embedding_dim": EMBEDDING_DIM, **TINY.get(name, {})}
+    size = {"embedding_dim": EMBEDDING_DIM} if name in SIZED else {}
+    return {"height": height, "width": width, "channels": channels, **size, **TINY.get(name, {})}
 
 
 @pytest.fixture(autouse=True)
@@ -84,29 +90,93 @@ def test_training_steps_lower_the_loss_on_a_fixed_batch(name):
     assert losses[-1] < losses[0], f"{name}: MSE went {losses[0]:.4f} -> {losses[-1]:.4f}"
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_export_matches_pytorch_at_another_batch_size(name, tmp_path):
-    torch.manual_seed(0)
-    model = build_model(name, tiny(name)).eval()
+@pytest.fixture(scope="module")
+def repository(tmp_path_factory):
+    """Every architecture and baseline, tiny, exported to one model repository as `<name>/1`."""
+    root = tmp_path_factory.mktemp("zoo")
     spec = Preprocessing(height=28, width=28, channels=1)
-    sample = _images(4, 1, 28, 28).numpy()
-    checkpoint = save_checkpoint(tmp_path / "c.pt", model, spec, "0" * 64, sample)
-    assert load_checkpoint(checkpoint).architecture == name  # the registry rebuilds it from the file
-    version_dir = export(checkpoint, tmp_path / "models", name)  # checker + parity at S=4 inside
+    models = {}
+    for name in sorted(MODELS):
+        torch.manual_seed(0)
+        model = build_model(name, tiny(name))
+        if name in BASELINES:
+            model.fit(_images(64, 1, 28, 28, seed=2))
+        model.eval()
+        checkpoint = save_checkpoint(root / f"{name}.pt", model, spec, "0" * 64, _images(4, 1, 28, 28).numpy())
+        assert load_checkpoint(checkpoint).architecture == name  # the registry rebuilds it from the file
+        export(checkpoint, root / "models", name)  # checker + parity at S=4 inside
+        models[name] = model
+    return root / "models", models
 
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_export_matches_pytorch_at_another_batch_size(name, repository):
+    root, models = repository
+    model, version_dir = models[name], root / name / "1"
     batch = 5
     assert batch != EXPORT_BATCH
     images = _images(batch, 1, 28, 28, seed=1).numpy()
     with torch.no_grad():
         want = model.encoder(torch.from_numpy(images)).numpy()  # (S, D)
-        want_images = model.decoder(torch.from_numpy(want)).numpy()  # (S, C, H, W)
-    sessions = {}
-    for file in ("encoder", "decoder"):
-        proto = onnx.load(version_dir / f"{file}.onnx")
-        onnx.checker.check_model(proto, full_check=True)
-        sessions[file] = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
-    embeddings = sessions["encoder"].run(None, {"images": images})[0]
-    decoded = sessions["decoder"].run(None, {"embeddings": want})[0]
-    assert embeddings.shape == (batch, EMBEDDING_DIM) and decoded.shape == images.shape
+    encoder = _session(version_dir / "encoder.onnx")
+    embeddings = encoder.run(None, {"images": images})[0]
+    assert embeddings.shape == (batch, model.embedding_dim)
     assert np.abs(embeddings - want).max() <= PARITY_TOLERANCE
+    if model.decoder is None:
+        assert not (version_dir / "decoder.onnx").exists()
+        return
+    with torch.no_grad():
+        want_images = model.decoder(torch.from_numpy(want)).numpy()  # (S, C, H, W)
+    decoded = _session(version_dir / "decoder.onnx").run(None, {"embeddings": want})[0]
+    assert decoded.shape == images.shape
     assert np.abs(decoded - want_images).max() <= PARITY_TOLERANCE
+
+
+def _session(path):
+    proto = onnx.load(path)
+    onnx.checker.check_model(proto, full_check=True)
+    return ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+def test_every_model_serves_through_the_encoder_service_and_is_searchable(repository, digit_pngs, tmp_path):
+    import grpc
+
+    from encoder_service.server import create_server as create_encoder_server
+    from encoder_service.settings import EncoderSettings
+    from lookalike.client import EncoderClient, ItemToUpsert, SearchClient
+    from search_service.server import create_server as create_search_server
+    from search_service.settings import SearchSettings
+
+    root, models = repository
+    encoder_server, encoder_port = create_encoder_server(
+        EncoderSettings(host="127.0.0.1", port=0, model_repository=root, default_model="conv_fc")
+    )
+    encoder_server.start()
+    encoder_address = f"127.0.0.1:{encoder_port}"
+    search_server, search_port = create_search_server(
+        SearchSettings(host="127.0.0.1", port=0, data_dir=tmp_path / "search", encoder_address=encoder_address)
+    )
+    search_server.start()
+    pngs = digit_pngs[:24]
+    try:
+        with EncoderClient(encoder_address, timeout=30) as encoder, SearchClient(f"127.0.0.1:{search_port}", timeout=30) as search:
+            encoder.wait_until_serving(30)
+            search.wait_until_serving(30)
+            served = {info.model.name for info in encoder.list_models()}
+            assert served == set(MODELS), f"not served: {set(MODELS) - served}"
+            for name, model in models.items():
+                vectors, ref = encoder.embed(pngs[:3], model=name)
+                assert vectors.shape == (3, model.embedding_dim) and ref.name == name and ref.version == 1
+                if model.decoder is None:
+                    with pytest.raises(grpc.RpcError) as refused:
+                        encoder.reconstruct(vectors, model=name)
+                    assert "no decoder" in refused.value.details()
+                else:
+                    assert len(encoder.reconstruct(vectors, model=name)) == 3
+                search.create_collection(name, model=name)
+                search.upsert(name, [ItemToUpsert(id=str(i), image=png) for i, png in enumerate(pngs)])
+                best = search.search(name, image=pngs[7], k=3)
+                assert best[0].id == "7", f"{name}: an indexed image does not find itself first"
+    finally:
+        search_server.stop(None)
+        encoder_server.stop(None)

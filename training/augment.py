@@ -1,41 +1,147 @@
-"""Input corruption for denoising training: the model sees a shifted, noisy image and must
-reconstruct the clean one, so nearby embeddings stop depending on a digit's exact position.
+"""The edits a search-by-image user meets: rotation, scale, translation, crop, blur, brightness and
+contrast, JPEG re-encoding, and on colour images hue shifts and flips.
+
+Training feeds edited copies to the encoder (denoising, and the consistency term of
+training/losses.py); `lookalike eval` uses the same suite, with a fixed seed, to make the
+copy-detection queries. Works on batches of model inputs (B, C, H, W) in preprocessed units and
+returns the same; the edits happen on 0..1 pixels, so they mean the same whatever the mean/std.
 """
 
 from __future__ import annotations
 
+import io
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
+
+from lookalike.preprocessing import Preprocessing
+from training.config import AugmentConfig
+
+# RGB <-> YIQ: hue is the angle in the IQ plane, so a hue shift is a rotation there that keeps luma.
+_RGB_TO_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+_YIQ_TO_RGB = torch.linalg.inv(_RGB_TO_YIQ)
 
 
-def corrupt(
-    images: torch.Tensor,
-    generator: torch.Generator,
-    max_shift: float = 0.0,
-    max_rotation: float = 0.0,
-    noise_std: float = 0.0,
+def augment(
+    images: torch.Tensor, spec: Preprocessing, config: AugmentConfig, generator: torch.Generator
 ) -> torch.Tensor:
-    """A randomly moved and noisy copy of `images` (B, C, H, W); the clean batch stays the target.
+    """An edited copy of each image; every edit is drawn per image, each applied with config.p."""
+    assert images.ndim == 4 and tuple(images.shape[1:]) == spec.shape, (
+        f"expected preprocessed images (B, {spec.shape}), got {tuple(images.shape)}"
+    )
+    mean = torch.tensor(spec.mean, dtype=images.dtype).reshape(1, -1, 1, 1)
+    std = torch.tensor(spec.std, dtype=images.dtype).reshape(1, -1, 1, 1)
+    pixels = images.detach().cpu() * std + mean  # (B, C, H, W), 0..1
+    draw = _Draws(len(images), config.p, generator)
 
-    max_shift: pixels, uniform in [-max_shift, max_shift] on each axis, per image.
-    max_rotation: degrees, uniform in [-max_rotation, max_rotation], per image.
-    noise_std: Gaussian noise in preprocessed units (pixels scaled to 0..1 for mean 0, std 1).
-    """
-    assert images.ndim == 4, f"expected (B, C, H, W), got {tuple(images.shape)}"
-    B, _, H, W = images.shape
-    x = images
-    if max_shift > 0 or max_rotation > 0:
-        uniform = lambda scale: (torch.rand(B, generator=generator) * 2 - 1) * scale  # noqa: E731
-        angle = uniform(math.radians(max_rotation))  # (B,)
-        # affine_grid works in [-1, 1] coordinates, where one pixel is 2 / size (align_corners=False).
-        tx, ty = uniform(max_shift) * 2 / W, uniform(max_shift) * 2 / H  # (B,), (B,)
-        cos, sin = torch.cos(angle), torch.sin(angle)
-        theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)  # (B, 2, 3)
-        grid = F.affine_grid(theta.to(images), list(images.shape), align_corners=False)  # (B, H, W, 2)
-        # "border" repeats the edge pixels instead of inventing a black frame on photos.
-        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)  # (B, C, H, W)
-    if noise_std > 0:
-        x = x + noise_std * torch.randn(x.shape, generator=generator).to(x)
-    return x
+    pixels = _affine(pixels, config, draw)
+    pixels = _blur(pixels, config.blur, draw)
+    pixels = _brightness_contrast(pixels, config, draw)
+    if spec.channels == 3:
+        pixels = _hue(pixels, config.hue, draw)
+        pixels = _hflip(pixels, config.hflip, draw)
+    pixels = pixels.clamp(0.0, 1.0)
+    pixels = _jpeg(pixels, config.jpeg_quality, draw)
+    return ((pixels - mean) / std).to(images)
+
+
+class _Draws:
+    """Seeded per-image random numbers, and the coin flips that switch each edit on or off."""
+
+    def __init__(self, batch: int, p: float, generator: torch.Generator) -> None:
+        self.batch, self.p, self.generator = batch, p, generator
+
+    def uniform(self, low: float, high: float) -> torch.Tensor:
+        return low + (high - low) * torch.rand(self.batch, generator=self.generator)  # (B,)
+
+    def symmetric(self, scale: float) -> torch.Tensor:
+        return self.uniform(-scale, scale)
+
+    def on(self, p: float | None = None) -> torch.Tensor:
+        return torch.rand(self.batch, generator=self.generator) < (self.p if p is None else p)  # (B,) bool
+
+
+def _affine(pixels: torch.Tensor, config: AugmentConfig, draw: _Draws) -> torch.Tensor:
+    """Rotation, zoom (scale), translation and crop, composed into one resampling."""
+    B, _, H, W = pixels.shape
+    angle = torch.where(draw.on(), draw.symmetric(math.radians(config.rotation)), 0.0)  # (B,)
+    zoom = torch.where(draw.on(), draw.uniform(1 - config.scale, 1 + config.scale), 1.0)  # (B,) >1 enlarges
+    # A crop keeps a fraction `keep` of each side, placed anywhere, then fills the frame with it.
+    cropped = draw.on()
+    keep = torch.where(cropped, draw.uniform(config.crop, 1.0), 1.0)  # (B,)
+    crop_x = torch.where(cropped, draw.symmetric(1.0) * (1 - keep), 0.0)  # centre offset, [-1, 1] units
+    crop_y = torch.where(cropped, draw.symmetric(1.0) * (1 - keep), 0.0)
+    moved = draw.on()
+    tx = torch.where(moved, draw.symmetric(2 * config.translate), 0.0)  # a side is 2 units in [-1, 1] space
+    ty = torch.where(moved, draw.symmetric(2 * config.translate), 0.0)
+    if not (angle.any() or (zoom != 1).any() or cropped.any() or moved.any()):
+        return pixels
+    # theta maps output coordinates to input ones, so zooming in by z samples a region 1/z as large.
+    scale = keep / zoom  # (B,)
+    cos, sin = torch.cos(angle) * scale, torch.sin(angle) * scale
+    theta = torch.stack(
+        [torch.stack([cos, -sin * H / W, crop_x - tx], 1), torch.stack([sin * W / H, cos, crop_y - ty], 1)], 1
+    )  # (B, 2, 3)
+    grid = F.affine_grid(theta, list(pixels.shape), align_corners=False)  # (B, H, W, 2)
+    # "border" repeats the edge pixels: photos get no invented black frame; digits have black edges anyway.
+    return F.grid_sample(pixels, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def _blur(pixels: torch.Tensor, max_sigma: float, draw: _Draws) -> torch.Tensor:
+    """Gaussian blur with sigma drawn per image in (0, max_sigma] pixels; separable, edge-replicated."""
+    sigma = torch.where(draw.on(), draw.uniform(0.1 * max_sigma, max_sigma), 0.0)  # (B,)
+    if max_sigma <= 0 or not sigma.any():
+        return pixels
+    B, C, H, W = pixels.shape
+    radius = max(1, math.ceil(2 * max_sigma))
+    offsets = torch.arange(-radius, radius + 1, dtype=pixels.dtype)  # (K,)
+    kernel = torch.exp(-(offsets[None] ** 2) / (2 * sigma.clamp(min=1e-3)[:, None] ** 2))  # (B, K)
+    kernel = (kernel / kernel.sum(1, keepdim=True)).repeat_interleave(C, 0)  # (B*C, K), sums to 1
+    x = pixels.reshape(1, B * C, H, W)
+    x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="replicate"), kernel[:, None, None, :], groups=B * C)
+    x = F.conv2d(F.pad(x, (0, 0, radius, radius), mode="replicate"), kernel[:, None, :, None], groups=B * C)
+    return x.reshape(B, C, H, W)
+
+
+def _brightness_contrast(pixels: torch.Tensor, config: AugmentConfig, draw: _Draws) -> torch.Tensor:
+    shift = torch.where(draw.on(), draw.symmetric(config.brightness), 0.0)[:, None, None, None]  # (B, 1, 1, 1)
+    gain = torch.where(draw.on(), draw.uniform(1 - config.contrast, 1 + config.contrast), 1.0)[:, None, None, None]
+    # Contrast pivots on each image's mean grey, so it does not also brighten or darken.
+    grey = pixels.mean(dim=(1, 2, 3), keepdim=True)  # (B, 1, 1, 1)
+    return (pixels - grey) * gain + grey + shift
+
+
+def _hue(pixels: torch.Tensor, max_turns: float, draw: _Draws) -> torch.Tensor:
+    angle = torch.where(draw.on(), draw.symmetric(2 * math.pi * max_turns), 0.0)  # (B,)
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    one, zero = torch.ones_like(cos), torch.zeros_like(cos)
+    rotate = torch.stack(
+        [torch.stack([one, zero, zero], 1), torch.stack([zero, cos, -sin], 1), torch.stack([zero, sin, cos], 1)], 1
+    )  # (B, 3, 3), turns I and Q, keeps Y
+    matrix = _YIQ_TO_RGB.to(pixels) @ rotate @ _RGB_TO_YIQ.to(pixels)  # (B, 3, 3)
+    return torch.einsum("bij,bjhw->bihw", matrix, pixels)
+
+
+def _hflip(pixels: torch.Tensor, p: float, draw: _Draws) -> torch.Tensor:
+    flip = draw.on(p)[:, None, None, None]  # (B, 1, 1, 1)
+    return torch.where(flip, pixels.flip(-1), pixels)
+
+
+def _jpeg(pixels: torch.Tensor, quality: tuple[int, int], draw: _Draws) -> torch.Tensor:
+    """Re-encodes the chosen images as JPEG with Pillow, the real codec and its real artefacts."""
+    chosen = draw.on()
+    qualities = draw.uniform(quality[0], quality[1] + 1).floor().int()  # (B,)
+    if not chosen.any():
+        return pixels
+    out = pixels.clone()
+    as_bytes = (pixels * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).numpy()  # (B, H, W, C)
+    for i in torch.nonzero(chosen).flatten().tolist():
+        array = as_bytes[i, :, :, 0] if as_bytes.shape[-1] == 1 else as_bytes[i]
+        buffer = io.BytesIO()
+        Image.fromarray(array).save(buffer, format="JPEG", quality=int(qualities[i]))
+        decoded = np.asarray(Image.open(buffer), dtype=np.float32) / 255.0  # (H, W) or (H, W, C)
+        out[i] = torch.from_numpy(decoded.reshape(array.shape[0], array.shape[1], -1)).permute(2, 0, 1)
+    return out

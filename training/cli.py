@@ -1,4 +1,4 @@
-"""Arguments and entry points for `lookalike train` and `lookalike export`.
+"""Arguments and entry points for `lookalike train`, `lookalike export` and `lookalike eval`.
 
 Importing this module and building the parsers does not import torch (only numpy and Pillow),
 so `lookalike --help` and the serving commands stay light; torch loads inside run_train/run_export.
@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from lookalike.preprocessing import RESIZE_MODES, Preprocessing
-from training.config import TrainConfig
+from training.config import AugmentConfig, TrainConfig
 from training.data import DIGITS
 
 DEFAULTS_NOTE = "(default: %(default)s)"
@@ -85,18 +85,25 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     fit.add_argument("--lr", type=float, default=defaults.lr, help="peak learning rate " + DEFAULTS_NOTE)
     fit.add_argument("--weight-decay", type=float, default=defaults.weight_decay, help=DEFAULTS_NOTE)
     fit.add_argument("--seed", type=int, default=defaults.seed, help="same seed, same model " + DEFAULTS_NOTE)
-    denoise = "denoising (input corrupted, target clean): "
-    fit.add_argument(
-        "--max-shift", type=float, default=defaults.max_shift, help=denoise + "random shift, pixels " + DEFAULTS_NOTE
+    robust = parser.add_argument_group(
+        "robust embeddings",
+        "The encoder sees edited copies (rotation, scale, translation, crop, blur, brightness/contrast, JPEG; "
+        "hue and flips on colour images) and the decoder must rebuild the original; the consistency term "
+        "pulls two edited copies of one image together.",
     )
-    fit.add_argument(
-        "--max-rotation",
-        type=float,
-        default=defaults.max_rotation,
-        help=denoise + "random rotation, degrees " + DEFAULTS_NOTE,
+    robust.add_argument("--no-augment", action="store_true", help="train a plain autoencoder on unedited images")
+    robust.add_argument(
+        "--augment-arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override an edit setting of training.config.AugmentConfig, e.g. --augment-arg rotation=30 (repeatable)",
     )
-    fit.add_argument(
-        "--noise-std", type=float, default=defaults.noise_std, help=denoise + "Gaussian noise " + DEFAULTS_NOTE
+    robust.add_argument(
+        "--consistency", type=float, default=defaults.consistency, help="weight of the consistency term " + DEFAULTS_NOTE
+    )
+    robust.add_argument(
+        "--temperature", type=float, default=defaults.temperature, help="of the consistency term " + DEFAULTS_NOTE
     )
     fit.add_argument("--threads", type=int, default=defaults.num_threads, help="torch CPU threads " + DEFAULTS_NOTE)
     fit.add_argument("--device", default=defaults.device, help="cpu or cuda " + DEFAULTS_NOTE)
@@ -111,19 +118,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_train(args: argparse.Namespace) -> Path:
     """Runs `lookalike train`; returns the checkpoint path."""
-    import json
-
     from training.pipeline import default_split, load_data, train_checkpoint
 
-    model_args = {}
-    for item in args.model_arg:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"--model-arg expects KEY=VALUE, got {item!r}")
-        try:
-            model_args[key] = json.loads(value)
-        except json.JSONDecodeError:
-            model_args[key] = value  # a bare word such as pooling=avg
+    model_args = _key_values(args.model_arg, "--model-arg")
     if args.embedding_dim is not None:
         model_args["embedding_dim"] = args.embedding_dim
 
@@ -139,9 +136,9 @@ def run_train(args: argparse.Namespace) -> Path:
         lr=args.lr,
         weight_decay=args.weight_decay,
         seed=args.seed,
-        max_shift=args.max_shift,
-        max_rotation=args.max_rotation,
-        noise_std=args.noise_std,
+        augment=None if args.no_augment else AugmentConfig(**_key_values(args.augment_arg, "--augment-arg")),
+        consistency=0.0 if args.no_augment else args.consistency,
+        temperature=args.temperature,
         num_threads=args.threads,
         device=args.device,
         progress=not args.no_progress,
@@ -191,6 +188,75 @@ def run_export(args: argparse.Namespace) -> Path:
     return version_dir
 
 
+def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
+    """Adds `lookalike eval` options."""
+    parser.description = (
+        "The study: trains (or reuses) every architecture and baseline, exports each to ONNX, measures "
+        "reconstruction MSE, retrieval mAP and precision@10, copy-detection recall@1 and micro-AP, size, "
+        "training time and ONNX throughput, and writes REPORTS/<dataset>/README.md with the table and plots. "
+        "About 20 minutes on the digits on 2 CPU cores; a second run reuses the checkpoints."
+    )
+    parser.add_argument(
+        "--data",
+        default=DIGITS,
+        help=f"'{DIGITS}', or a folder of images with one subfolder per class (64x64 RGB) " + DEFAULTS_NOTE,
+    )
+    parser.add_argument("--reports", type=Path, default=Path("reports"), help="where reports go " + DEFAULTS_NOTE)
+    parser.add_argument(
+        "--quick", action="store_true", help="600 images, tiny models, 1 epoch: checks the pipeline in a minute"
+    )
+    parser.add_argument("--only", nargs="+", default=[], metavar="ROW", help="run only these rows, e.g. pca-32 conv_fc")
+    parser.add_argument("--retrain", action="store_true", help="train again even when a matching checkpoint exists")
+    parser.add_argument("--threads", type=int, default=2, help="torch and ONNX Runtime threads " + DEFAULTS_NOTE)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars (e.g. in CI logs)")
+
+
+def run_eval(args: argparse.Namespace) -> Path:
+    """Runs `lookalike eval`; returns the report's README path."""
+    import time
+
+    from training.report import write_report
+    from training.study import StudyOptions, report_dir, run_study
+
+    options = StudyOptions(
+        data=args.data,
+        out=args.reports,
+        quick=args.quick,
+        only=tuple(args.only),
+        retrain=args.retrain,
+        threads=args.threads,
+        progress=not args.no_progress,
+    )
+    started = time.perf_counter()
+    rows, study = run_study(options)
+    command = ["lookalike", *args.argv]  # as a reader would retype it
+    readme = write_report(rows, study, report_dir(options), command, time.perf_counter() - started)
+    for row in rows:
+        m = row.metrics
+        print(
+            f"{row.entry.name:22} mAP {m['map']:.3f}  P@10 {m['precision_at_10']:.3f}  "
+            f"copy R@1 {m['copy_recall_at_1']:.3f}  test MSE {m['test_mse']:.4f}"
+        )
+    print(f"report: {readme}")
+    return readme
+
+
+def _key_values(items: list[str], flag: str) -> dict:
+    """['a=1', 'pooling=avg', 'sizes=[1,2]'] -> {'a': 1, 'pooling': 'avg', 'sizes': [1, 2]}."""
+    import json
+
+    values = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"{flag} expects KEY=VALUE, got {item!r}")
+        try:
+            values[key] = json.loads(value)
+        except json.JSONDecodeError:
+            values[key] = value  # a bare word such as pooling=avg
+    return values
+
+
 def _count(text: str) -> int | float:
     """'1000' -> 1000 images, '0.2' -> a fifth of them."""
     try:
@@ -203,4 +269,6 @@ def _count(text: str) -> int | float:
         raise argparse.ArgumentTypeError(f"expected a count or a fraction, got {text!r}") from None
 
 
-__all__ = ["add_train_arguments", "run_train", "add_export_arguments", "run_export"]
+__all__ = [
+    "add_train_arguments", "run_train", "add_export_arguments", "run_export", "add_eval_arguments", "run_eval",
+]

@@ -15,26 +15,89 @@ def nearest_neighbors(
     query_vecs: np.ndarray, db_vecs: np.ndarray, k: int, metric: str = "cosine", chunk: int = 1024
 ) -> np.ndarray:
     """Exact kNN: indices into `db_vecs` of each query's k best matches, best first. Shape (Q, k)."""
+    return top_k(query_vecs, db_vecs, k, metric, chunk)[0]
+
+
+def top_k(
+    query_vecs: np.ndarray, db_vecs: np.ndarray, k: int, metric: str = "cosine", chunk: int = 1024
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact kNN: (indices, scores), each (Q, k), best first; a higher score is a closer match."""
+    result = np.empty((len(query_vecs), k), dtype=np.int64)
+    best = np.empty((len(query_vecs), k), dtype=np.float32)
+    for start, scores in _score_chunks(query_vecs, db_vecs, metric, chunk):
+        assert 0 < k <= scores.shape[1], f"k must be in 1..{scores.shape[1]} (the database size), got {k}"
+        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]  # (q, k), unordered
+        order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
+        result[start : start + len(scores)] = np.take_along_axis(top, order, axis=1)
+        best[start : start + len(scores)] = np.take_along_axis(scores, result[start : start + len(scores)], axis=1)
+    return result, best
+
+
+def mean_average_precision(
+    query_vecs: np.ndarray,
+    query_labels: np.ndarray,
+    db_vecs: np.ndarray,
+    db_labels: np.ndarray,
+    metric: str = "cosine",
+    chunk: int = 256,
+) -> float:
+    """mAP over the whole database ranking: for each query, the mean of precision@r over the ranks r
+    of its relevant (same-label) items, then the mean over queries with at least one relevant item."""
+    query_labels, db_labels = np.asarray(query_labels), np.asarray(db_labels)
+    assert len(query_labels) == len(query_vecs) and len(db_labels) == len(db_vecs), "one label per vector"
+    ranks = np.arange(1, len(db_vecs) + 1, dtype=np.float64)  # (N,)
+    average_precisions = []
+    for start, scores in _score_chunks(query_vecs, db_vecs, metric, chunk):
+        order = np.argsort(-scores, axis=1, kind="stable")  # (q, N), best first
+        relevant = db_labels[order] == query_labels[start : start + len(scores), None]  # (q, N)
+        precision = np.cumsum(relevant, axis=1) / ranks  # (q, N), precision@r
+        count = relevant.sum(axis=1)  # (q,)
+        has = count > 0
+        average_precisions.append((precision * relevant).sum(axis=1)[has] / count[has])
+    return float(np.concatenate(average_precisions).mean())
+
+
+def copy_detection(
+    query_vecs: np.ndarray, sources: np.ndarray, db_vecs: np.ndarray, metric: str = "cosine", k: int = 10
+) -> dict[str, float]:
+    """Each query is an edited copy of db item sources[i]; is it found, and can one threshold tell?
+
+    recall_at_1: share of queries whose best match is their source.
+    micro_ap: the DISC21 copy-detection measure (https://arxiv.org/abs/2106.09672): the top-k
+    matches of all queries pooled and sorted by score, average precision of finding the sources,
+    with one source per query as the recall denominator. It rewards scores comparable across
+    queries, i.e. one similarity threshold for "this is a copy" that works for every image.
+    """
+    sources = np.asarray(sources)
+    assert len(sources) == len(query_vecs), "one source index per query"
+    indices, scores = top_k(query_vecs, db_vecs, k, metric)  # (Q, k) each
+    correct = indices == sources[:, None]  # (Q, k), at most one True per row
+    pooled = np.argsort(-scores.ravel(), kind="stable")
+    hits = correct.ravel()[pooled]  # (Q*k,), best score first
+    precision = np.cumsum(hits) / np.arange(1, len(hits) + 1)
+    return {
+        "recall_at_1": float(correct[:, 0].mean()),
+        "micro_ap": float((precision * hits).sum() / len(sources)),
+    }
+
+
+def _score_chunks(query_vecs: np.ndarray, db_vecs: np.ndarray, metric: str, chunk: int):
+    """Yields (first query index, scores (q, N)), higher is better, a chunk of queries at a time,
+    so a (Q, N) score matrix never has to fit in memory at once."""
     assert metric in METRICS, f"metric must be one of {METRICS}, got {metric!r}"
     query = _as_2d_float(query_vecs, "query_vecs")  # (Q, D)
     db = _as_2d_float(db_vecs, "db_vecs")  # (N, D)
     assert query.shape[1] == db.shape[1], f"dimension mismatch: queries {query.shape[1]}, database {db.shape[1]}"
-    assert 0 < k <= len(db), f"k must be in 1..{len(db)} (the database size), got {k}"
     if metric == "cosine":
         query, db = _unit(query), _unit(db)
     db_sq = (db * db).sum(axis=1)  # (N,), only used by squared_l2
-    result = np.empty((len(query), k), dtype=np.int64)
-    # Chunk the queries so a (Q, N) score matrix never has to fit in memory at once.
     for start in range(0, len(query), chunk):
         q = query[start : start + chunk]  # (q, D)
-        scores = q @ db.T  # (q, N), higher is better
+        scores = q @ db.T  # (q, N)
         if metric == "squared_l2":
-            # -|q - x|^2 = 2 q.x - |x|^2 - |q|^2; the |q|^2 term does not change the ranking.
-            scores = 2 * scores - db_sq[None, :]
-        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]  # (q, k), unordered
-        order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
-        result[start : start + chunk] = np.take_along_axis(top, order, axis=1)
-    return result
+            # -|q - x|^2, whole, so that scores compare across queries too (micro-AP pools them).
+            scores = 2 * scores - db_sq[None, :] - (q * q).sum(axis=1)[:, None]
+        yield start, scores
 
 
 def precision_at_k(

@@ -1,4 +1,4 @@
-"""The `lookalike` command line: train, export, serve, index, query, demo.
+"""The `lookalike` command line: train, export, eval, serve, index, query, demo.
 
 Every subcommand has --help. Server flags also read LOOKALIKE_ENCODER_* and
 LOOKALIKE_SEARCH_* variables; client addresses read LOOKALIKE_ENCODER_ADDRESS
@@ -38,10 +38,12 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
 
     train = commands.add_parser("train", help="train an autoencoder (needs the [train] extra)")
     export = commands.add_parser("export", help="export a checkpoint to ONNX into the model repository")
+    evaluate = commands.add_parser("eval", help="the study: every architecture and baseline, measured, as a report")
     from training import cli as training_cli  # argparse setup only; torch is imported when a command runs
 
     training_cli.add_train_arguments(train)
     training_cli.add_export_arguments(export)
+    training_cli.add_eval_arguments(evaluate)
 
     encoder = commands.add_parser(
         "serve-encoder", help="serve the encoder service", description="Flags also read LOOKALIKE_ENCODER_<FLAG> variables."
@@ -79,6 +81,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
 def main(argv: list[str] | None = None) -> int:
     parser, settings_sources = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # reports record the command that made them
     if args.command in settings_sources:
         settings_cls, source = settings_sources[args.command]
         settings = settings_cls(_cli_settings_source=source(parsed_args=args))
@@ -103,6 +106,13 @@ def _export(args) -> int:
     from training import cli as training_cli
 
     training_cli.run_export(args)  # prints its own summary
+    return 0
+
+
+def _eval(args) -> int:
+    from training import cli as training_cli
+
+    training_cli.run_eval(args)  # prints its own summary
     return 0
 
 
@@ -156,7 +166,7 @@ def _demo(args) -> int:
     return run_demo(args.workdir, epochs=args.epochs, queries=args.queries)
 
 
-COMMANDS = {"train": _train, "export": _export, "index": _index, "query": _query, "demo": _demo}
+COMMANDS = {"train": _train, "export": _export, "eval": _eval, "index": _index, "query": _query, "demo": _demo}
 
 
 def run() -> int:

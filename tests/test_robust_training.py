@@ -1,0 +1,129 @@
+"""The edit suite, the consistency term and the retrieval measures of the study, on real digits."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")  # the `train` extra; serving-only installs skip this file
+
+from lookalike.preprocessing import Preprocessing  # noqa: E402
+from training.augment import augment  # noqa: E402
+from training.config import AugmentConfig, TrainConfig  # noqa: E402
+from training.data import Split, load_digits, split_indices  # noqa: E402
+from training.losses import consistency_loss  # noqa: E402
+from training.retrieval_metrics import copy_detection, mean_average_precision  # noqa: E402
+from training.train import train  # noqa: E402
+
+NOTHING = AugmentConfig(p=0.0)
+ONLY = {  # each edit alone, always applied
+    "rotation": dict(rotation=30.0),
+    "scale": dict(scale=0.3),
+    "translate": dict(translate=0.2),
+    "crop": dict(crop=0.6),
+    "blur": dict(blur=1.5),
+    "brightness": dict(brightness=0.3),
+    "contrast": dict(contrast=0.5),
+    "jpeg": dict(jpeg_quality=(10, 20)),
+}
+OFF = dict(rotation=0.0, scale=0.0, translate=0.0, crop=1.0, blur=0.0, brightness=0.0, contrast=0.0, hue=0.0, hflip=0.0)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_digits()
+
+
+def _batch(digits, n=16) -> torch.Tensor:
+    return torch.from_numpy(digits.images[:n])
+
+
+def test_no_edit_leaves_images_alone_but_for_jpeg_free_rounding(digits):
+    images = _batch(digits)
+    edited = augment(images, digits.spec, NOTHING, torch.Generator().manual_seed(0))
+    assert torch.allclose(edited, images, atol=1e-6)
+
+
+@pytest.mark.parametrize("edit", sorted(ONLY))
+def test_each_edit_changes_the_image_and_stays_in_range(digits, edit):
+    images = _batch(digits)
+    # p=1 applies JPEG too, so each edit is compared with the JPEG-only result at the same quality.
+    neutral = AugmentConfig(p=1.0, **OFF, jpeg_quality=(95, 95))
+    config = dataclasses.replace(neutral, **ONLY[edit])
+    edited = augment(images, digits.spec, config, torch.Generator().manual_seed(0))
+    reference = images if edit == "jpeg" else augment(images, digits.spec, neutral, torch.Generator().manual_seed(0))
+    assert edited.shape == images.shape and edited.dtype == images.dtype
+    assert (edited - reference).abs().mean() > 0.01, f"{edit} did not change the digits"
+    assert edited.min() >= 0.0 and edited.max() <= 1.0, "pixels stay within 0..1 (mean 0, std 1 here)"
+
+
+def test_edits_are_seeded_and_differ_per_image(digits):
+    images = _batch(digits).repeat(2, 1, 1, 1)  # the same 16 digits twice
+    first = augment(images, digits.spec, AugmentConfig(), torch.Generator().manual_seed(3))
+    again = augment(images, digits.spec, AugmentConfig(), torch.Generator().manual_seed(3))
+    assert torch.equal(first, again)
+    assert not torch.allclose(first[:16], first[16:]), "each image draws its own edits"
+
+
+def test_colour_edits_apply_to_colour_images_only():
+    spec = Preprocessing(height=16, width=16, channels=3, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    rng = np.random.default_rng(0)
+    images = torch.from_numpy(((rng.random((4, 3, 16, 16)) - 0.5) / 0.25).astype(np.float32))
+    neutral = AugmentConfig(p=1.0, **OFF, jpeg_quality=(95, 95))
+    reference = augment(images, spec, neutral, torch.Generator().manual_seed(0)) * 0.25 + 0.5
+    edited = augment(images, spec, dataclasses.replace(neutral, hue=0.25), torch.Generator().manual_seed(0)) * 0.25 + 0.5
+    # A hue turn keeps luma (Y of YIQ) but for clipping, and moves colour.
+    luma = torch.tensor([0.299, 0.587, 0.114]).reshape(1, 3, 1, 1)
+    assert ((reference * luma).sum(1) - (edited * luma).sum(1)).abs().mean() < 0.03
+    assert (edited - reference).abs().mean() > 0.05
+    flip = AugmentConfig(p=0.0, hflip=1.0)
+    assert torch.allclose(augment(images, spec, flip, torch.Generator()), images.flip(-1), atol=1e-6)
+    grey = Preprocessing(height=16, width=16, channels=1)
+    digit_like = torch.rand(2, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(augment(digit_like, grey, flip, torch.Generator()), digit_like), "digits are never mirrored"
+
+
+def test_consistency_loss_rewards_matching_pairs():
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(32, 8, generator=g)
+    matched = consistency_loss(z, z + 0.01 * torch.randn(32, 8, generator=g), temperature=0.1)
+    shuffled = consistency_loss(z, z[torch.randperm(32, generator=g)], temperature=0.1)
+    assert matched < 0.5 < shuffled
+    with pytest.raises(AssertionError, match="other images"):
+        consistency_loss(z[:1], z[:1], 0.1)
+
+
+def test_training_with_consistency_is_deterministic_and_logs_both_losses(digits):
+    full = split_indices(len(digits))
+    split = Split(train=full.train[:96], val=full.val[:32], test=full.test[:20])
+    config = TrainConfig(
+        model={"conv_channels": [4, 8], "fc_dim": 16, "embedding_dim": 8},
+        epochs=1, batch_size=32, consistency=0.5, progress=False, num_threads=1,
+    )  # fmt: skip
+    first, second = train(digits, split, config), train(digits, split, config)
+    for a, b in zip(first.model.state_dict().values(), second.model.state_dict().values()):
+        assert torch.equal(a, b)
+    entry = first.history[0]
+    assert entry["train_loss"] > entry["train_mse"] > 0, "the consistency term adds to the reconstruction MSE"
+
+
+def test_mean_average_precision_on_a_known_ranking():
+    db = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
+    db_labels = np.array([0, 1, 1, 0])
+    query = np.array([[1.0, 0.0]])
+    # Ranking by cosine: items 0 (hit), 1 (miss), 3 (hit), 2 (miss): AP = (1/1 + 2/3) / 2.
+    assert mean_average_precision(query, [0], db, db_labels) == pytest.approx((1 + 2 / 3) / 2)
+    assert mean_average_precision(db, db_labels, db, db_labels) <= 1.0
+
+
+def test_copy_detection_recall_and_micro_ap():
+    db = np.eye(4, dtype=np.float32)
+    copies = db[[0, 1, 2]] + np.array([[0, 0, 0, 0.1], [0.5, 0, 0, 0], [0, 0, -0.5, 0.9]], dtype=np.float32)
+    found = copy_detection(copies, np.array([0, 1, 2]), db, k=2)
+    assert found["recall_at_1"] == pytest.approx(2 / 3)  # the third copy is nearer item 3
+    # Pooled top-2 by cosine: .995 hit (q0), .894 hit (q1), .874 miss (q2->3), .486 hit (q2->2), then misses.
+    assert found["micro_ap"] == pytest.approx((1 + 1 + 3 / 4) / 3, abs=1e-6)
+    perfect = copy_detection(db, np.arange(4), db, k=2)
+    assert perfect == {"recall_at_1": 1.0, "micro_ap": 1.0}

@@ -1,0 +1,215 @@
+"""Writes the study to `reports/<dataset>/`: README.md (the table), results.json, and the pictures.
+
+    reconstructions.png   originals on top, each model's rebuild below
+    loss_curves.png       validation MSE per epoch, per trained model
+    retrieval.png         test queries and their nearest indexed images, wrong classes framed red
+    copy_detection.png    edited copies and the best match each model-of-choice finds
+    embedding_size.png    mAP and copy recall@1 against embedding size
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import platform
+import shlex
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display needed
+import matplotlib.pyplot as plt  # noqa: E402
+
+from benchmarks.machine import describe as describe_machine  # noqa: E402
+from encoder_service.onnx_model import OnnxModel  # noqa: E402
+from lookalike.contact_sheet import Tile, render  # noqa: E402
+from lookalike.preprocessing import to_image  # noqa: E402
+from training.retrieval_metrics import nearest_neighbors  # noqa: E402
+from training.study import Row, StudyData  # noqa: E402
+
+COLUMNS = (  # (key, header, format)
+    ("embedding_dim", "dim", "{:.0f}"),
+    ("map", "mAP", "{:.3f}"),
+    ("precision_at_10", "P@10", "{:.3f}"),
+    ("copy_recall_at_1", "copy R@1", "{:.3f}"),
+    ("copy_micro_ap", "copy µAP", "{:.3f}"),
+    ("train_mse", "train MSE", "{:.4f}"),
+    ("val_mse", "val MSE", "{:.4f}"),
+    ("test_mse", "test MSE", "{:.4f}"),
+    ("parameters", "params", "{:,.0f}"),
+    ("train_seconds", "train s", "{:.0f}"),
+    ("images_per_second", "ONNX img/s", "{:,.0f}"),
+)
+SHOWN_QUERIES = 6  # rows of the retrieval and copy-detection sheets
+SHOWN_RESULTS = 8
+
+
+def best_row(rows: list[Row], max_dim: int = 64) -> Row:
+    """The trained model with the highest mAP at or below max_dim dimensions."""
+    trained = [r for r in rows if r.entry.group == "architecture" and r.metrics["embedding_dim"] <= max_dim]
+    return max(trained or rows, key=lambda r: r.metrics["map"])
+
+
+def write_report(rows: list[Row], study: StudyData, directory: Path, command: list[str], seconds: float) -> Path:
+    """Writes everything into `directory`; returns the README path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    best = best_row(rows)
+    pictures = {
+        "reconstructions.png": _reconstructions(rows, study),
+        "loss_curves.png": _loss_curves(rows),
+        "retrieval.png": _retrieval(best, study),
+        "copy_detection.png": _copy_detection(best, study),
+        "embedding_size.png": _embedding_size(rows),
+    }
+    written = []
+    for name, picture in pictures.items():
+        if picture is not None:
+            picture(directory / name) if callable(picture) else picture.save(directory / name)
+            written.append(name)
+    run = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": describe_machine(),
+        "command": shlex.join(command),
+        "seconds": seconds,
+        "python": platform.python_version(),
+    }
+    results = {"run": run, "rows": [{"name": r.entry.name, "group": r.entry.group, **r.metrics} for r in rows]}
+    (directory / "results.json").write_text(json.dumps(results, indent=2, default=float) + "\n")
+    readme = directory / "README.md"
+    readme.write_text(_markdown(rows, best, study, run, written))
+    return readme
+
+
+def _markdown(rows: list[Row], best: Row, study: StudyData, run: dict, pictures: list[str]) -> str:
+    split = study.split
+    lines = [
+        f"# Study: {len(rows)} models on {len(split.train_val)} indexed images, {len(split.test)} queries",
+        "",
+        f"- **Date:** {run['date']}  ",
+        f"- **Machine:** {run['machine']}  ",
+        f"- **Command:** `{run['command']}` ({run['seconds'] / 60:.1f} min)",
+        "",
+        f"Best at <= 64 dimensions: **{best.entry.name}**, mAP {best.metrics['map']:.3f}, "
+        f"copy recall@1 {best.metrics['copy_recall_at_1']:.3f}.",
+        "",
+        "- mAP and P@10: test images query the train+val images; relevant means the same class.",
+        f"- Copy detection: {len(study.copy_sources)} edited copies of indexed images, edited by the augmentation "
+        "suite with a fixed seed, each searched among all indexed images.",
+        "- copy µAP: all queries' top-10 matches pooled by score, average precision of finding the originals.",
+        "- Exact cosine kNN on the vectors the exported ONNX encoders give, run in ONNX Runtime on the CPU.",
+        "- ONNX img/s: encoding throughput at batch 64.",
+        "",
+    ]
+    for group in dict.fromkeys(r.entry.group for r in rows):
+        lines += [f"## {group}", "", "| model | " + " | ".join(h for _, h, _ in COLUMNS) + " | note |"]
+        lines.append("|---" * (len(COLUMNS) + 2) + "|")
+        for row in (r for r in rows if r.entry.group == group):
+            cells = [_cell(row.metrics.get(key, math.nan), fmt) for key, _, fmt in COLUMNS]
+            lines.append(f"| {row.entry.name} | " + " | ".join(cells) + f" | {row.entry.note} |")
+        lines.append("")
+    lines += [f"![{name}]({name})" for name in pictures]
+    return "\n".join(lines) + "\n"
+
+
+def _cell(value: float, fmt: str) -> str:
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else fmt.format(value)
+
+
+def _reconstructions(rows: list[Row], study: StudyData):
+    images = study.dataset.images[study.split.test[:10]]  # (10, C, H, W)
+    spec = study.dataset.spec
+    sheet = [[Tile(to_image(x, spec), "original") for x in images]]
+    for row in rows:
+        if row.entry.group != "architecture" and row.entry.name != "pca-32":
+            continue
+        model = OnnxModel(row.version_dir, ["CPUExecutionProvider"])
+        if model.decoder is None:
+            continue
+        rebuilt = model.reconstruct(model.embed(images))
+        sheet.append([Tile(to_image(x, spec), row.entry.name) for x in rebuilt])
+    return render(sheet, query_first=False)
+
+
+def _loss_curves(rows: list[Row]):
+    trained = [r for r in rows if r.history and r.entry.group in ("architecture", "ablation")]
+    if not trained:
+        return None
+    figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for row in trained:
+        epochs = [h["epoch"] for h in row.history]
+        left.plot(epochs, [h["val_mse"] for h in row.history], label=row.entry.name)
+        right.plot(epochs, [h["val_loss"] for h in row.history], label=row.entry.name)
+    left.set(title="validation MSE (clean inputs)", xlabel="epoch", yscale="log")
+    right.set(title="validation loss (training objective)", xlabel="epoch", yscale="log")
+    left.legend(fontsize=8)
+    figure.tight_layout()
+    return lambda path: (figure.savefig(path, dpi=100), plt.close(figure))
+
+
+def _retrieval(best: Row, study: StudyData):
+    data, split = study.dataset, study.split
+    model = OnnxModel(best.version_dir, ["CPUExecutionProvider"])
+    queries = split.test[:SHOWN_QUERIES]
+    indexed = split.train_val
+    neighbors = nearest_neighbors(model.embed(data.images[queries]), model.embed(data.images[indexed]), SHOWN_RESULTS)
+    sheet = []
+    for query, found in zip(queries, neighbors):
+        label = data.labels[query]
+        tiles = [Tile(to_image(data.images[query], data.spec), f"query: {label}")]
+        for rank, position in enumerate(found, 1):
+            item = indexed[position]
+            tiles.append(Tile(to_image(data.images[item], data.spec), f"#{rank}: {data.labels[item]}", data.labels[item] != label))
+        sheet.append(tiles)
+    return render(sheet)
+
+
+def _copy_detection(best: Row, study: StudyData):
+    data, indexed = study.dataset, study.split.train_val
+    model = OnnxModel(best.version_dir, ["CPUExecutionProvider"])
+    copies = study.copy_images[:SHOWN_QUERIES]
+    found = nearest_neighbors(model.embed(copies), model.embed(data.images[indexed]), 3)  # (Q, 3)
+    sheet = []
+    for copy, source, matches in zip(copies, study.copy_sources, found):
+        tiles = [
+            Tile(to_image(data.images[indexed[source]], data.spec), "original"),
+            Tile(to_image(copy, data.spec), "edited copy"),
+        ]
+        tiles += [
+            Tile(to_image(data.images[indexed[m]], data.spec), f"match #{rank}", m != source and rank == 1)
+            for rank, m in enumerate(matches, 1)
+        ]
+        sheet.append(tiles)
+    return render(sheet)
+
+
+def _embedding_size(rows: list[Row]):
+    families: dict[str, dict[float, tuple[float, float]]] = {}  # family -> dim -> (mAP, copy recall@1)
+    for row in rows:
+        architecture, m = row.entry.architecture, row.metrics
+        if architecture == "pca" or (row.entry.group != "ablation" and _has_sizes(rows, architecture)):
+            families.setdefault(architecture, {})[m["embedding_dim"]] = (m["map"], m["copy_recall_at_1"])
+    if not families:
+        return None
+    figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for family, points in families.items():
+        dims = sorted(points)
+        maps, recalls = zip(*(points[d] for d in dims))
+        left.plot(dims, maps, marker="o", label=family)
+        right.plot(dims, recalls, marker="o", label=family)
+    for axis, title in ((left, "mAP"), (right, "copy recall@1")):
+        axis.set(title=f"{title} vs embedding size", xlabel="dimensions", xscale="log", ylim=(0, 1))
+        axis.set_xticks(sorted({d for points in families.values() for d in points}))
+        axis.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        axis.minorticks_off()  # log-scale minor labels ("3x10^1") would sit on top of the sizes
+        axis.grid(alpha=0.3)
+    left.legend()
+    figure.tight_layout()
+    return lambda path: (figure.savefig(path, dpi=100), plt.close(figure))
+
+
+def _has_sizes(rows: list[Row], architecture: str) -> bool:
+    return any(r.entry.group == "embedding size" and r.entry.architecture == architecture for r in rows)
+
+
+__all__ = ["write_report", "best_row"]
