@@ -11,24 +11,15 @@ torch = pytest.importorskip("torch")  # the `train` extra; serving-only installs
 
 from lookalike.preprocessing import Preprocessing  # noqa: E402
 from training.augment import augment  # noqa: E402
-from training.config import AugmentConfig, TrainConfig  # noqa: E402
+from training.config import COLOUR_EDITS, EDITS, AugmentConfig, TrainConfig  # noqa: E402
 from training.data import Split, load_digits, split_indices  # noqa: E402
 from training.losses import consistency_loss  # noqa: E402
 from training.retrieval_metrics import copy_detection, mean_average_precision  # noqa: E402
 from training.train import train  # noqa: E402
 
 NOTHING = AugmentConfig(p=0.0)
-ONLY = {  # each edit alone, always applied
-    "rotation": dict(rotation=30.0),
-    "scale": dict(scale=0.3),
-    "translate": dict(translate=0.2),
-    "crop": dict(crop=0.6),
-    "blur": dict(blur=1.5),
-    "brightness": dict(brightness=0.3),
-    "contrast": dict(contrast=0.5),
-    "jpeg": dict(jpeg_quality=(10, 20)),
-}
-OFF = dict(rotation=0.0, scale=0.0, translate=0.0, crop=1.0, blur=0.0, brightness=0.0, contrast=0.0, hue=0.0, hflip=0.0)
+STRONG = AugmentConfig(rotation=30.0, scale=0.3, translate=0.2, crop=0.6, blur=1.5, brightness=0.3, contrast=0.5,
+                       jpeg_quality=(10, 20), hue=0.25)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -46,17 +37,22 @@ def test_no_edit_leaves_images_alone_but_for_jpeg_free_rounding(digits):
     assert torch.allclose(edited, images, atol=1e-6)
 
 
-@pytest.mark.parametrize("edit", sorted(ONLY))
-def test_each_edit_changes_the_image_and_stays_in_range(digits, edit):
+@pytest.mark.parametrize("edit", [e for e in EDITS if e not in COLOUR_EDITS])
+def test_each_edit_alone_changes_the_image_and_stays_in_range(digits, edit):
     images = _batch(digits)
-    # p=1 applies JPEG too, so each edit is compared with the JPEG-only result at the same quality.
-    neutral = AugmentConfig(p=1.0, **OFF, jpeg_quality=(95, 95))
-    config = dataclasses.replace(neutral, **ONLY[edit])
-    edited = augment(images, digits.spec, config, torch.Generator().manual_seed(0))
-    reference = images if edit == "jpeg" else augment(images, digits.spec, neutral, torch.Generator().manual_seed(0))
+    edited = augment(images, digits.spec, STRONG.only(edit), torch.Generator().manual_seed(0))
     assert edited.shape == images.shape and edited.dtype == images.dtype
-    assert (edited - reference).abs().mean() > 0.01, f"{edit} did not change the digits"
+    assert (edited - images).abs().mean() > 0.01, f"{edit} did not change the digits"
     assert edited.min() >= 0.0 and edited.max() <= 1.0, "pixels stay within 0..1 (mean 0, std 1 here)"
+
+
+def test_only_turns_every_other_edit_off(digits):
+    images = _batch(digits)
+    for edit in ("blur", "jpeg_quality"):
+        alone = augment(images, digits.spec, STRONG.only(edit), torch.Generator().manual_seed(0))
+        with_rotation = dataclasses.replace(STRONG.only(edit), rotation=30.0)
+        assert not torch.allclose(alone, augment(images, digits.spec, with_rotation, torch.Generator().manual_seed(0)))
+    assert torch.equal(augment(images, digits.spec, STRONG.only("hue"), torch.Generator()), images), "grey has no hue"
 
 
 def test_edits_are_seeded_and_differ_per_image(digits):
@@ -71,13 +67,12 @@ def test_colour_edits_apply_to_colour_images_only():
     spec = Preprocessing(height=16, width=16, channels=3, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
     rng = np.random.default_rng(0)
     images = torch.from_numpy(((rng.random((4, 3, 16, 16)) - 0.5) / 0.25).astype(np.float32))
-    neutral = AugmentConfig(p=1.0, **OFF, jpeg_quality=(95, 95))
-    reference = augment(images, spec, neutral, torch.Generator().manual_seed(0)) * 0.25 + 0.5
-    edited = augment(images, spec, dataclasses.replace(neutral, hue=0.25), torch.Generator().manual_seed(0)) * 0.25 + 0.5
+    pixels = images * 0.25 + 0.5
+    edited = augment(images, spec, STRONG.only("hue"), torch.Generator().manual_seed(0)) * 0.25 + 0.5
     # A hue turn keeps luma (Y of YIQ) but for clipping, and moves colour.
     luma = torch.tensor([0.299, 0.587, 0.114]).reshape(1, 3, 1, 1)
-    assert ((reference * luma).sum(1) - (edited * luma).sum(1)).abs().mean() < 0.03
-    assert (edited - reference).abs().mean() > 0.05
+    assert ((pixels * luma).sum(1) - (edited * luma).sum(1)).abs().mean() < 0.03
+    assert (edited - pixels).abs().mean() > 0.05
     flip = AugmentConfig(p=0.0, hflip=1.0)
     assert torch.allclose(augment(images, spec, flip, torch.Generator()), images.flip(-1), atol=1e-6)
     grey = Preprocessing(height=16, width=16, channels=1)

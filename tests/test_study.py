@@ -46,3 +46,4 @@ def test_quick_eval_writes_the_report_and_reuses_checkpoints(tmp_path, capsys):
     assert main([*args[:-len(ROWS)], "conv_fc"]) == 0
     assert checkpoint.stat().st_mtime_ns == written, "a matching checkpoint is reused, not retrained"
     assert "conv_fc" in capsys.readouterr().out
+    assert "1 of 1 models reused" in (report / "README.md").read_text()

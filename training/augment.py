@@ -77,8 +77,8 @@ def _affine(pixels: torch.Tensor, config: AugmentConfig, draw: _Draws) -> torch.
     moved = draw.on()
     tx = torch.where(moved, draw.symmetric(2 * config.translate), 0.0)  # a side is 2 units in [-1, 1] space
     ty = torch.where(moved, draw.symmetric(2 * config.translate), 0.0)
-    if not (angle.any() or (zoom != 1).any() or cropped.any() or moved.any()):
-        return pixels
+    if not (angle.any() or (zoom != 1).any() or (keep != 1).any() or tx.any() or ty.any()):
+        return pixels  # resampling at the identity would still blur by a hair
     # theta maps output coordinates to input ones, so zooming in by z samples a region 1/z as large.
     scale = keep / zoom  # (B,)
     cos, sin = torch.cos(angle) * scale, torch.sin(angle) * scale
@@ -109,6 +109,8 @@ def _blur(pixels: torch.Tensor, max_sigma: float, draw: _Draws) -> torch.Tensor:
 def _brightness_contrast(pixels: torch.Tensor, config: AugmentConfig, draw: _Draws) -> torch.Tensor:
     shift = torch.where(draw.on(), draw.symmetric(config.brightness), 0.0)[:, None, None, None]  # (B, 1, 1, 1)
     gain = torch.where(draw.on(), draw.uniform(1 - config.contrast, 1 + config.contrast), 1.0)[:, None, None, None]
+    if not shift.any() and (gain == 1).all():
+        return pixels
     # Contrast pivots on each image's mean grey, so it does not also brighten or darken.
     grey = pixels.mean(dim=(1, 2, 3), keepdim=True)  # (B, 1, 1, 1)
     return (pixels - grey) * gain + grey + shift
@@ -130,11 +132,12 @@ def _hflip(pixels: torch.Tensor, p: float, draw: _Draws) -> torch.Tensor:
     return torch.where(flip, pixels.flip(-1), pixels)
 
 
-def _jpeg(pixels: torch.Tensor, quality: tuple[int, int], draw: _Draws) -> torch.Tensor:
+def _jpeg(pixels: torch.Tensor, quality: tuple[int, int] | None, draw: _Draws) -> torch.Tensor:
     """Re-encodes the chosen images as JPEG with Pillow, the real codec and its real artefacts."""
     chosen = draw.on()
-    qualities = draw.uniform(quality[0], quality[1] + 1).floor().int()  # (B,)
-    if not chosen.any():
+    low, high = quality or (1, 1)
+    qualities = draw.uniform(low, high + 1).floor().int()  # (B,)
+    if quality is None or not chosen.any():
         return pixels
     out = pixels.clone()
     as_bytes = (pixels * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).numpy()  # (B, H, W, C)

@@ -74,7 +74,10 @@ def write_report(rows: list[Row], study: StudyData, directory: Path, command: li
         "seconds": seconds,
         "python": platform.python_version(),
     }
-    results = {"run": run, "rows": [{"name": r.entry.name, "group": r.entry.group, **r.metrics} for r in rows]}
+    results = {
+        "run": run,
+        "rows": [{"name": r.entry.name, "group": r.entry.group, "reused": r.reused, **r.metrics} for r in rows],
+    }
     (directory / "results.json").write_text(json.dumps(results, indent=2, default=float) + "\n")
     readme = directory / "README.md"
     readme.write_text(_markdown(rows, best, study, run, written))
@@ -88,7 +91,7 @@ def _markdown(rows: list[Row], best: Row, study: StudyData, run: dict, pictures:
         "",
         f"- **Date:** {run['date']}  ",
         f"- **Machine:** {run['machine']}  ",
-        f"- **Command:** `{run['command']}` ({run['seconds'] / 60:.1f} min)",
+        f"- **Command:** `{run['command']}` ({run['seconds'] / 60:.1f} min)" + _reuse_note(rows),
         "",
         f"Best at <= 64 dimensions: **{best.entry.name}**, mAP {best.metrics['map']:.3f}, "
         f"copy recall@1 {best.metrics['copy_recall_at_1']:.3f}.",
@@ -108,8 +111,34 @@ def _markdown(rows: list[Row], best: Row, study: StudyData, run: dict, pictures:
             cells = [_cell(row.metrics.get(key, math.nan), fmt) for key, _, fmt in COLUMNS]
             lines.append(f"| {row.entry.name} | " + " | ".join(cells) + f" | {row.entry.note} |")
         lines.append("")
+    lines += _robustness(rows, study)
     lines += [f"![{name}]({name})" for name in pictures]
     return "\n".join(lines) + "\n"
+
+
+def _robustness(rows: list[Row], study: StudyData) -> list[str]:
+    """Copy recall@1 under each edit alone, at the suite's full strength: which edits a model survives."""
+    edits = list(study.single_edits)
+    lines = [
+        "## copy recall@1 by edit",
+        "",
+        "Each edit alone, applied to every query at the suite's strength (same originals, same seed).",
+        "",
+        "| model | " + " | ".join(edits) + " | whole suite |",
+        "|---" * (len(edits) + 2) + "|",
+    ]
+    for row in rows:
+        if row.entry.group in ("baseline", "architecture", "ablation"):
+            cells = [f"{row.metrics[f'copy_recall_at_1.{edit}']:.3f}" for edit in edits]
+            lines.append(f"| {row.entry.name} | " + " | ".join(cells) + f" | {row.metrics['copy_recall_at_1']:.3f} |")
+    return [*lines, ""]
+
+
+def _reuse_note(rows: list[Row]) -> str:
+    reused = [r.entry.name for r in rows if r.reused]
+    if not reused:
+        return ""
+    return f"; {len(reused)} of {len(rows)} models reused from earlier runs' checkpoints, so not trained in that time"
 
 
 def _cell(value: float, fmt: str) -> str:

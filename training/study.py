@@ -24,7 +24,7 @@ from tqdm import tqdm
 from encoder_service.onnx_model import OnnxModel
 from training.augment import augment
 from training.checkpoint import load_checkpoint
-from training.config import AugmentConfig, TrainConfig
+from training.config import COLOUR_EDITS, EDITS, AugmentConfig, TrainConfig
 from training.data import Dataset, Split, data_hash
 from training.export import existing_versions, export
 from training.pipeline import default_split, load_data, train_checkpoint
@@ -58,14 +58,16 @@ class Row:
     metrics: dict[str, float]  # see module docstring; NaN where a measure does not apply
     history: list[dict[str, float]]  # per-epoch losses (empty for baselines)
     version_dir: Path  # the exported model, servable as is
+    reused: bool  # the checkpoint came from an earlier run with the same settings and data
 
 
 @dataclasses.dataclass
 class StudyData:
     dataset: Dataset
     split: Split
-    copy_images: np.ndarray  # (Q, C, H, W) edited copies of indexed images
+    copy_images: np.ndarray  # (Q, C, H, W) edited copies of indexed images, the whole suite
     copy_sources: np.ndarray  # (Q,) position in split.train_val of each copy's original
+    single_edits: dict[str, np.ndarray]  # edit name -> (Q, C, H, W) the same originals, that edit alone
 
 
 def report_dir(options: StudyOptions) -> Path:
@@ -86,9 +88,15 @@ def prepare_data(options: StudyOptions) -> StudyData:
     indexed = split.train_val
     count = min(COPY_QUERIES, len(indexed))
     sources = np.random.default_rng(COPY_SEED).choice(len(indexed), count, replace=False)  # (Q,)
-    generator = torch.Generator().manual_seed(COPY_SEED)
-    copies = augment(torch.from_numpy(data.images[indexed[sources]]), data.spec, AugmentConfig(), generator)
-    return StudyData(data, split, copies.numpy(), sources)
+    originals = torch.from_numpy(data.images[indexed[sources]])
+    suite = AugmentConfig()
+    copies = augment(originals, data.spec, suite, torch.Generator().manual_seed(COPY_SEED))
+    single = {
+        edit: augment(originals, data.spec, suite.only(edit), torch.Generator().manual_seed(COPY_SEED)).numpy()
+        for edit in EDITS
+        if data.spec.channels == 3 or edit not in COLOUR_EDITS
+    }
+    return StudyData(data, split, copies.numpy(), sources, single)
 
 
 def run_study(options: StudyOptions) -> tuple[list[Row], StudyData]:
@@ -111,7 +119,8 @@ def _run_entry(entry: Entry, study: StudyData, root: Path, options: StudyOptions
     config = dataclasses.replace(entry.train, num_threads=options.threads, progress=options.progress)
     checkpoint_path = root / "checkpoints" / f"{entry.name}.pt"
     checkpoint = _reusable(checkpoint_path, config, study.dataset) if not options.retrain else None
-    if checkpoint is None:
+    reused = checkpoint is not None
+    if not reused:
         train_checkpoint(study.dataset, study.split, config, checkpoint_path, options.data)
         checkpoint = load_checkpoint(checkpoint_path)
     version_dir = _exported(checkpoint_path, root / "models", entry.name)
@@ -120,8 +129,8 @@ def _run_entry(entry: Entry, study: StudyData, root: Path, options: StudyOptions
     metrics["embedding_dim"] = model.card.embedding_dim
     metrics["parameters"] = sum(p.numel() for p in checkpoint.model.parameters())
     metrics["train_seconds"] = checkpoint.metrics.get("train_seconds", float("nan"))
-    metrics["images_per_second"] = _throughput(model, study.dataset.images)
-    return Row(entry, metrics, checkpoint.history, version_dir)
+    metrics["images_per_second"] = _throughput(model, study.dataset.images, 0.1 if options.quick else THROUGHPUT_SECONDS)
+    return Row(entry, metrics, checkpoint.history, version_dir, reused)
 
 
 def _reusable(path: Path, config: TrainConfig, data: Dataset):
@@ -162,7 +171,13 @@ def _measure(model: OnnxModel, study: StudyData) -> dict[str, float]:
     metric = model.card.metric
     labels = data.labels
     found = copy_detection(_embed(model, study.copy_images), study.copy_sources, vectors[indexed], metric)
-    return {
+    by_edit = {
+        f"copy_recall_at_1.{edit}": copy_detection(_embed(model, images), study.copy_sources, vectors[indexed], metric)[
+            "recall_at_1"
+        ]
+        for edit, images in study.single_edits.items()
+    }
+    return by_edit | {
         "map": mean_average_precision(vectors[queries], labels[queries], vectors[indexed], labels[indexed], metric),
         "precision_at_10": precision_at_k(vectors[queries], labels[queries], vectors[indexed], labels[indexed], 10, metric),
         "copy_recall_at_1": found["recall_at_1"],
@@ -174,12 +189,12 @@ def _mse(metrics: dict[str, float]) -> dict[str, float]:
     return {key: metrics.get(key, float("nan")) for key in ("train_mse", "val_mse", "test_mse")}
 
 
-def _throughput(model: OnnxModel, images: np.ndarray) -> float:
+def _throughput(model: OnnxModel, images: np.ndarray, seconds: float) -> float:
     """Encoded images per second at THROUGHPUT_BATCH, in ONNX Runtime, after one warm-up call."""
     batch = images[:THROUGHPUT_BATCH]
     model.embed(batch)
     done, started = 0, time.perf_counter()
-    while time.perf_counter() - started < THROUGHPUT_SECONDS:
+    while time.perf_counter() - started < seconds:
         model.embed(batch)
         done += len(batch)
     return done / (time.perf_counter() - started)
