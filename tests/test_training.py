@@ -271,3 +271,13 @@ def test_building_the_cli_does_not_import_torch():
         "assert 'torch' not in sys.modules, 'torch was imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_train_help_names_every_model():
+    from training.models import MODELS
+
+    parser = argparse.ArgumentParser()
+    cli.add_train_arguments(parser)
+    help_text = " ".join(parser.format_help().split())
+    missing = [name for name in MODELS if name not in help_text]
+    assert not missing, f"`lookalike train --help` does not list {missing}"

@@ -66,7 +66,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
     model = parser.add_argument_group("model")
     model.add_argument(
-        "--architecture", default=defaults.architecture, help="a registered architecture " + DEFAULTS_NOTE
+        "--architecture",
+        default=defaults.architecture,
+        help="a model of training.models: an architecture (fc, conv_upsample, conv_transpose, conv_fc, "
+        "conv_fc_transpose, lstm, lstm_attention) or a baseline fitted without training (raw_pixels, pca, "
+        "colour_histogram) " + DEFAULTS_NOTE,
     )
     model.add_argument(
         "--embedding-dim", type=int, default=None, help="length of the search vector (default: the architecture's, 64)"
