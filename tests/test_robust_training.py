@@ -31,7 +31,7 @@ def _batch(digits, n=16) -> torch.Tensor:
     return torch.from_numpy(digits.images[:n])
 
 
-def test_no_edit_leaves_images_alone_but_for_jpeg_free_rounding(digits):
+def test_probability_zero_leaves_images_alone(digits):
     images = _batch(digits)
     edited = augment(images, digits.spec, NOTHING, torch.Generator().manual_seed(0))
     assert torch.allclose(edited, images, atol=1e-6)

@@ -20,6 +20,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only, no display needed
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 
 from benchmarks.machine import describe as describe_machine  # noqa: E402
 from encoder_service.onnx_model import OnnxModel  # noqa: E402
@@ -64,9 +65,14 @@ def write_report(rows: list[Row], study: StudyData, directory: Path, command: li
     }
     written = []
     for name, picture in pictures.items():
-        if picture is not None:
-            picture(directory / name) if callable(picture) else picture.save(directory / name)
-            written.append(name)
+        if picture is None:
+            continue
+        if isinstance(picture, Figure):
+            picture.savefig(directory / name, dpi=100)
+            plt.close(picture)
+        else:
+            picture.save(directory / name)
+        written.append(name)
     run = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "machine": describe_machine(),
@@ -173,7 +179,7 @@ def _loss_curves(rows: list[Row]):
     right.set(title="validation loss (training objective)", xlabel="epoch", yscale="log")
     left.legend(fontsize=8)
     figure.tight_layout()
-    return lambda path: (figure.savefig(path, dpi=100), plt.close(figure))
+    return figure
 
 
 def _retrieval(best: Row, study: StudyData):
@@ -234,7 +240,7 @@ def _embedding_size(rows: list[Row]):
         axis.grid(alpha=0.3)
     left.legend()
     figure.tight_layout()
-    return lambda path: (figure.savefig(path, dpi=100), plt.close(figure))
+    return figure
 
 
 def _has_sizes(rows: list[Row], architecture: str) -> bool:

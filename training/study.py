@@ -22,6 +22,7 @@ import torch
 from tqdm import tqdm
 
 from encoder_service.onnx_model import OnnxModel
+from lookalike.preprocessing import Preprocessing
 from training.augment import augment
 from training.checkpoint import load_checkpoint
 from training.config import COLOUR_EDITS, EDITS, AugmentConfig, TrainConfig
@@ -201,6 +202,4 @@ def _throughput(model: OnnxModel, images: np.ndarray, seconds: float) -> float:
 
 
 def _load_folder(folder: str) -> Dataset:
-    from lookalike.preprocessing import Preprocessing
-
     return load_data(folder, Preprocessing(height=64, width=64, channels=3))
