@@ -28,6 +28,7 @@ from training.checkpoint import load_checkpoint
 from training.config import COLOUR_EDITS, EDITS, AugmentConfig, TrainConfig
 from training.data import Dataset, Split, data_hash
 from training.export import existing_versions, export
+from training.models import Baseline
 from training.pipeline import default_split, load_data, train_checkpoint
 from training.retrieval_metrics import copy_detection, mean_average_precision, precision_at_k
 from training.study_plan import Entry, plan
@@ -128,7 +129,7 @@ def _run_entry(entry: Entry, study: StudyData, root: Path, options: StudyOptions
     model = OnnxModel(version_dir, ["CPUExecutionProvider"], intra_op_threads=options.threads)
     metrics = {**_measure(model, study), **_mse(checkpoint.metrics)}
     metrics["embedding_dim"] = model.card.embedding_dim
-    metrics["parameters"] = sum(p.numel() for p in checkpoint.model.parameters())
+    metrics["parameters"] = _parameters(checkpoint.model)
     metrics["train_seconds"] = checkpoint.metrics.get("train_seconds", float("nan"))
     metrics["images_per_second"] = _throughput(model, study.dataset.images, 0.1 if options.quick else THROUGHPUT_SECONDS)
     return Row(entry, metrics, checkpoint.history, version_dir, reused)
@@ -159,6 +160,12 @@ def _exported(checkpoint_path: Path, repository: Path, name: str) -> Path:
         if (newest / "encoder.onnx").stat().st_mtime >= checkpoint_path.stat().st_mtime:
             return newest
     return export(checkpoint_path, repository, name)
+
+
+def _parameters(model: torch.nn.Module) -> int:
+    """Learned numbers: weights, or for a baseline the values it fitted (PCA's mean and axes)."""
+    tensors = model.buffers() if isinstance(model, Baseline) else model.parameters()
+    return sum(t.numel() for t in tensors)
 
 
 def _embed(model: OnnxModel, images: np.ndarray, batch: int = 512) -> np.ndarray:
