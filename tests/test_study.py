@@ -47,3 +47,8 @@ def test_quick_eval_writes_the_report_and_reuses_checkpoints(tmp_path, capsys):
     assert checkpoint.stat().st_mtime_ns == written, "a matching checkpoint is reused, not retrained"
     assert "conv_fc" in capsys.readouterr().out
     assert "1 of 1 models reused" in (report / "README.md").read_text()
+
+
+def test_an_unknown_row_is_named_in_the_error(tmp_path):
+    with pytest.raises(SystemExit, match="no study rows named \\['nonsense'\\]"):
+        main(["eval", "--quick", "--reports", str(tmp_path), "--no-progress", "--only", "nonsense"])

@@ -232,7 +232,10 @@ def run_eval(args: argparse.Namespace) -> Path:
         progress=not args.no_progress,
     )
     started = time.perf_counter()
-    rows, study = run_study(options)
+    try:
+        rows, study = run_study(options)
+    except ValueError as error:  # an unknown --only row, a folder without classes: say it, no traceback
+        raise SystemExit(f"lookalike eval: {error}") from None
     command = ["lookalike", *args.argv]  # as a reader would retype it
     readme = write_report(rows, study, report_dir(options), command, time.perf_counter() - started)
     for row in rows:

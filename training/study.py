@@ -106,10 +106,11 @@ def run_study(options: StudyOptions) -> tuple[list[Row], StudyData]:
     torch.set_num_threads(options.threads)
     root = report_dir(options)
     study = prepare_data(options)
-    entries = [e for e in plan(study.dataset.spec, options.quick) if not options.only or e.name in options.only]
-    unknown = set(options.only) - {e.name for e in plan(study.dataset.spec, options.quick)}
+    planned = plan(study.dataset.spec, options.quick)
+    unknown = set(options.only) - {e.name for e in planned}
     if unknown:
-        raise ValueError(f"no study rows named {sorted(unknown)}")
+        raise ValueError(f"no study rows named {sorted(unknown)}; see training/study_plan.py")
+    entries = [e for e in planned if not options.only or e.name in options.only]
     rows = []
     for entry in tqdm(entries, desc="study", unit="model", disable=not options.progress):
         rows.append(_run_entry(entry, study, root, options))
@@ -163,7 +164,8 @@ def _exported(checkpoint_path: Path, repository: Path, name: str) -> Path:
 
 
 def _parameters(model: torch.nn.Module) -> int:
-    """Learned numbers: weights, or for a baseline the values it fitted (PCA's mean and axes)."""
+    """Learned numbers: weights, or for a baseline the values it fitted as stored (PCA keeps its mean
+    and axes in the encoder and again in the decoder, so each exports on its own)."""
     tensors = model.buffers() if isinstance(model, Baseline) else model.parameters()
     return sum(t.numel() for t in tensors)
 
