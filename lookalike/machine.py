@@ -1,4 +1,4 @@
-"""One line describing where a benchmark ran, for benchmarks/RESULTS.md."""
+"""One line describing the machine a figure came from: benchmarks/RESULTS.md and `lookalike eval` reports."""
 
 import os
 import platform
