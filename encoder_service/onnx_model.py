@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime
 
-from lookalike.errors import InvalidArgument
+from lookalike.errors import FailedPrecondition
 from lookalike.preprocessing import Preprocessing
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ class OnnxModel:
     def reconstruct(self, embeddings: np.ndarray) -> np.ndarray:
         """(B, D) embeddings -> (B, C, H, W) images in preprocessed space."""
         if self.decoder is None:
-            raise InvalidArgument(f"model {self.card.name} v{self.card.version} has no decoder")
+            raise FailedPrecondition(f"model {self.card.name} v{self.card.version} has no decoder, so it cannot rebuild images")
         (images,) = self.decoder.run(["images"], {"embeddings": embeddings})
         return images
 

@@ -170,6 +170,7 @@ def test_every_model_serves_through_the_encoder_service_and_is_searchable(reposi
                 if model.decoder is None:
                     with pytest.raises(grpc.RpcError) as refused:
                         encoder.reconstruct(vectors, model=name)
+                    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
                     assert "no decoder" in refused.value.details()
                 else:
                     assert len(encoder.reconstruct(vectors, model=name)) == 3

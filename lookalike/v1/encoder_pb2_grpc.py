@@ -79,7 +79,8 @@ class EncoderServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Reconstruct(self, request, context):
-        """Rebuilds images from embeddings through the model's decoder.
+        """Rebuilds images from embeddings through the model's decoder; FAILED_PRECONDITION for a model
+        without one (ModelInfo.has_decoder false, e.g. the colour-histogram baseline).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
