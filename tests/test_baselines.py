@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")  # the `train` extra; serving-only installs skip this file
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 from lookalike.preprocessing import Preprocessing  # noqa: E402
 from training.models import build_model, input_settings  # noqa: E402

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")  # the `train` extra; serving-only installs skip this file
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 from lookalike.preprocessing import Preprocessing  # noqa: E402
 from training.augment import augment  # noqa: E402

@@ -12,6 +12,7 @@ import pytest
 torch = pytest.importorskip("torch")  # the `train` extra; serving-only installs skip this file
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 from PIL import Image  # noqa: E402
 
@@ -25,14 +26,6 @@ from training.retrieval_metrics import nearest_neighbors, precision_at_k  # noqa
 from training.train import TrainConfig, train  # noqa: E402
 
 TINY = {"conv_channels": [8, 16], "fc_dim": 32, "embedding_dim": 16}  # fast, same code paths as the default
-
-
-@pytest.fixture(autouse=True)
-def _few_threads():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # CI boxes have 2 cores; tests must not fight each other for them
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ import pytest
 torch = pytest.importorskip("torch")  # the `train` extra; serving-only installs skip this file
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 from lookalike.preprocessing import Preprocessing  # noqa: E402
 from training.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
@@ -41,14 +42,6 @@ def tiny(name: str, height: int = 28, width: int = 28, channels: int = 1) -> dic
     # An architecture added later without a TINY entry still gets tested, at its default sizes.
     size = {"embedding_dim": EMBEDDING_DIM} if name in SIZED else {}
     return {"height": height, "width": width, "channels": channels, **size, **TINY.get(name, {})}
-
-
-@pytest.fixture(autouse=True)
-def _few_threads():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # CI boxes have 2 cores; tests must not fight each other for them
-    yield
-    torch.set_num_threads(threads)
 
 
 def _images(batch: int, channels: int, height: int, width: int, seed: int = 0) -> torch.Tensor:

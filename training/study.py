@@ -1,7 +1,7 @@
 """The study behind `lookalike eval`: every architecture and baseline, trained (or loaded), exported,
 run in ONNX Runtime exactly as the encoder service runs it, and measured the same way.
 
-    rows = run_study(StudyOptions(data="digits", out=Path("reports")))
+    rows, study = run_study(StudyOptions(data="digits", out=Path("reports")))
 
 Per model: train/val/test MSE; mAP over the whole indexed set and precision@10 with class labels as
 relevance (test images query the train+val images); copy detection (each query is an edited copy of
