@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lookalike.machine import describe
+from training.machine import describe
 from encoder_service.execution_providers import providers_for
 from encoder_service.model_repository import ModelRepository
 from encoder_service.server import create_server

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lookalike.machine import describe
+from training.machine import describe
 from search_service.collection import CollectionSpec, TagFilter
 from search_service.collection_store import CollectionStore
 

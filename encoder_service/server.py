@@ -11,7 +11,7 @@ from encoder_service.execution_providers import providers_for
 from encoder_service.model_repository import ModelRepository
 from encoder_service.servicer import EncoderServicer
 from encoder_service.settings import EncoderSettings
-from lookalike import grpc_server
+from server_toolkit import grpc_server
 from lookalike.v1 import encoder_pb2, encoder_pb2_grpc
 
 log = logging.getLogger(__name__)

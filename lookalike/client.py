@@ -1,26 +1,49 @@
-"""A small typed client for the Lookalike services: `from lookalike import EncoderClient, SearchClient`.
+"""Typed clients for the Lookalike services: `from lookalike import EncoderClient, SearchClient`.
 
-Thin over the generated stubs: numpy in and out where vectors are concerned,
-the raised 4 MB message limit, a deadline on every call, and `wait_until_serving`
-through the standard health service. gRPC errors surface as `grpc.RpcError`.
+Thin over the generated stubs: numpy in and out where vectors are concerned, a raised message
+limit, a deadline on every call (the client's default or the call's own `timeout`), TLS or any
+channel the caller builds, and `wait_until_serving` through the standard health service.
+A refused call raises the `lookalike.errors` exception its status details describe
+(`InvalidArgument` with `reason` and `field_violations`, `NotFound`, ...), never a bare
+grpc.RpcError; the original stays on the exception as `rpc_error`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import NamedTuple
 
 import grpc
 import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from lookalike.grpc_server import message_options
+from lookalike.errors import from_rpc_error
 from lookalike.v1 import encoder_pb2, encoder_pb2_grpc, images_pb2, search_pb2, search_pb2_grpc
 
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 ImageInput = bytes | np.ndarray  # encoded file bytes, or a preprocessed (C, H, W) float32 tensor
+ModelInput = images_pb2.ModelRef | tuple[str, int]  # ("digits", 2) or the ModelRef an embed returned
+
+
+def message_options(max_message_bytes: int) -> list[tuple[str, int]]:
+    """gRPC's 4 MB default receive limit is too small for a batch of photos; raise it on purpose."""
+    return [
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes),
+    ]
+
+
+def new_channel(
+    target: str, credentials: grpc.ChannelCredentials | None = None, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+) -> grpc.Channel:
+    """A channel to `target` ("host:port", "dns:///name:port"), over TLS when `credentials` are given."""
+    options = message_options(max_message_bytes)
+    if credentials is None:
+        return grpc.insecure_channel(target, options=options)
+    return grpc.secure_channel(target, credentials, options=options)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,12 +55,43 @@ class Neighbor:
 
 
 @dataclasses.dataclass(frozen=True)
+class SearchResults:
+    """The neighbours, best first (iterate, index or len() it), and what produced their scores."""
+
+    neighbors: tuple[Neighbor, ...]
+    model: images_pb2.ModelRef  # the collection's model; empty name for a collection without one
+    metric: int  # images_pb2.Metric: similarities (higher is better) or distances (lower)
+
+    def __iter__(self) -> Iterator[Neighbor]:
+        return iter(self.neighbors)
+
+    def __len__(self) -> int:
+        return len(self.neighbors)
+
+    def __getitem__(self, index: int) -> Neighbor:
+        return self.neighbors[index]
+
+
+class Embedded(NamedTuple):
+    vectors: np.ndarray  # (N, D) float32
+    model: images_pb2.ModelRef  # the exact model that made them: pass it on with the vectors
+
+
+@dataclasses.dataclass(frozen=True)
 class ItemToUpsert:
     id: str
     image: ImageInput | None = None
     vector: np.ndarray | Sequence[float] | None = None
     tags: Sequence[str] = ()
     uri: str = ""
+    model: ModelInput | None = None  # the model that made `vector`; required by collections that pin one
+
+
+def model_ref(model: ModelInput | None) -> images_pb2.ModelRef | None:
+    if model is None or isinstance(model, images_pb2.ModelRef):
+        return model
+    name, version = model
+    return images_pb2.ModelRef(name=name, version=version)
 
 
 def to_image_message(image: ImageInput) -> images_pb2.Image:
@@ -47,13 +101,27 @@ def to_image_message(image: ImageInput) -> images_pb2.Image:
     return images_pb2.Image(tensor=images_pb2.Tensor(shape=array.shape, values=array.ravel().tolist()))
 
 
+def to_embedding(vector: np.ndarray | Sequence[float], model: ModelInput | None = None) -> images_pb2.Embedding:
+    return images_pb2.Embedding(values=np.asarray(vector, np.float32).ravel().tolist(), model=model_ref(model))
+
+
 class _Client:
     service = ""
 
-    def __init__(self, address: str, *, timeout: float = 30.0, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES):
-        self.address = address
+    def __init__(
+        self,
+        target: str | grpc.Channel,
+        *,
+        credentials: grpc.ChannelCredentials | None = None,
+        timeout: float = 30.0,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    ) -> None:
+        """`target` is an address (TLS when `credentials` are given) or a channel the caller owns;
+        `timeout` is the deadline of every call that does not give its own."""
+        self._owns_channel = isinstance(target, str)
+        self.address = target if isinstance(target, str) else ""
         self.timeout = timeout
-        self.channel = grpc.insecure_channel(address, options=message_options(max_message_bytes))
+        self.channel = new_channel(target, credentials, max_message_bytes) if isinstance(target, str) else target
         self._health = health_pb2_grpc.HealthStub(self.channel)
 
     def wait_until_serving(self, timeout: float = 30.0) -> None:
@@ -69,10 +137,17 @@ class _Client:
             except grpc.RpcError as error:
                 last = error.code().name
             time.sleep(0.1)
-        raise TimeoutError(f"{self.address} not SERVING after {timeout}s (last: {last})")
+        raise TimeoutError(f"{self.address or 'the channel'} not SERVING after {timeout}s (last: {last})")
+
+    def _call(self, method, request, timeout: float | None):
+        try:
+            return method(request, timeout=self.timeout if timeout is None else timeout)
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
 
     def close(self) -> None:
-        self.channel.close()
+        if self._owns_channel:
+            self.channel.close()
 
     def __enter__(self):
         return self
@@ -84,89 +159,115 @@ class _Client:
 class EncoderClient(_Client):
     service = "lookalike.v1.Encoder"
 
-    def __init__(self, address: str = "localhost:50051", **kwargs) -> None:
-        super().__init__(address, **kwargs)
+    def __init__(self, target: str | grpc.Channel = "localhost:50051", **kwargs) -> None:
+        super().__init__(target, **kwargs)
         self.stub = encoder_pb2_grpc.EncoderStub(self.channel)
 
-    def embed(self, images: Sequence[ImageInput], model: str = "", version: int = 0) -> tuple[np.ndarray, images_pb2.ModelRef]:
+    def embed(
+        self, images: Sequence[ImageInput], model: str = "", version: int = 0, *, timeout: float | None = None
+    ) -> Embedded:
         """(N, D) float32 embeddings of `images`, and the exact model that made them."""
         request = encoder_pb2.EmbedRequest(
             model=images_pb2.ModelRef(name=model, version=version), images=[to_image_message(i) for i in images]
         )
-        response = self.stub.Embed(request, timeout=self.timeout)
-        return np.array([list(e.values) for e in response.embeddings], dtype=np.float32), response.model
+        response = self._call(self.stub.Embed, request, timeout)
+        return Embedded(np.array([list(e.values) for e in response.embeddings], dtype=np.float32), response.model)
 
-    def reconstruct(self, embeddings: np.ndarray, model: str = "", version: int = 0) -> list[bytes]:
+    def reconstruct(
+        self, embeddings: np.ndarray, model: str = "", version: int = 0, *, timeout: float | None = None
+    ) -> list[bytes]:
         """PNG bytes rebuilt by the model's decoder, one per embedding row."""
         request = encoder_pb2.ReconstructRequest(
             model=images_pb2.ModelRef(name=model, version=version),
-            embeddings=[images_pb2.Embedding(values=row) for row in np.asarray(embeddings, np.float32).tolist()],
+            embeddings=[to_embedding(row) for row in np.asarray(embeddings, np.float32)],
         )
-        return list(self.stub.Reconstruct(request, timeout=self.timeout).png_images)
+        return list(self._call(self.stub.Reconstruct, request, timeout).png_images)
 
-    def get_model(self, model: str = "", version: int = 0) -> encoder_pb2.ModelInfo:
+    def get_model(self, model: str = "", version: int = 0, *, timeout: float | None = None) -> encoder_pb2.ModelInfo:
         request = encoder_pb2.GetModelRequest(model=images_pb2.ModelRef(name=model, version=version))
-        return self.stub.GetModel(request, timeout=self.timeout)
+        return self._call(self.stub.GetModel, request, timeout)
 
-    def list_models(self) -> list[encoder_pb2.ModelInfo]:
-        return list(self.stub.ListModels(encoder_pb2.ListModelsRequest(), timeout=self.timeout).models)
+    def list_models(self, *, timeout: float | None = None) -> list[encoder_pb2.ModelInfo]:
+        return list(self._call(self.stub.ListModels, encoder_pb2.ListModelsRequest(), timeout).models)
 
 
 class SearchClient(_Client):
     service = "lookalike.v1.Search"
 
-    def __init__(self, address: str = "localhost:50052", **kwargs) -> None:
-        super().__init__(address, **kwargs)
+    def __init__(self, target: str | grpc.Channel = "localhost:50052", **kwargs) -> None:
+        super().__init__(target, **kwargs)
         self.stub = search_pb2_grpc.SearchStub(self.channel)
 
     def create_collection(
-        self, name: str, *, dimension: int = 0, metric: int = images_pb2.METRIC_UNSPECIFIED, model: str = "", version: int = 0
+        self,
+        name: str,
+        *,
+        dimension: int = 0,
+        metric: int = images_pb2.METRIC_UNSPECIFIED,
+        model: str = "",
+        version: int = 0,
+        allow_existing: bool = False,
+        timeout: float | None = None,
     ) -> search_pb2.Collection:
+        """A new collection; with `allow_existing`, an existing one with these settings is returned
+        instead of AlreadyExists, so a retried create is harmless."""
         request = search_pb2.CreateCollectionRequest(
-            name=name, dimension=dimension, metric=metric, model=images_pb2.ModelRef(name=model, version=version)
+            name=name,
+            dimension=dimension,
+            metric=metric,
+            model=images_pb2.ModelRef(name=model, version=version),
+            allow_existing=allow_existing,
         )
-        return self.stub.CreateCollection(request, timeout=self.timeout)
+        return self._call(self.stub.CreateCollection, request, timeout)
 
-    def get_collection(self, name: str) -> search_pb2.Collection:
-        return self.stub.GetCollection(search_pb2.GetCollectionRequest(name=name), timeout=self.timeout)
+    def get_collection(self, name: str, *, timeout: float | None = None) -> search_pb2.Collection:
+        return self._call(self.stub.GetCollection, search_pb2.GetCollectionRequest(name=name), timeout)
 
-    def list_collections(self) -> list[search_pb2.Collection]:
-        return list(self.stub.ListCollections(search_pb2.ListCollectionsRequest(), timeout=self.timeout).collections)
+    def list_collections(self, *, timeout: float | None = None) -> list[search_pb2.Collection]:
+        return list(self._call(self.stub.ListCollections, search_pb2.ListCollectionsRequest(), timeout).collections)
 
-    def delete_collection(self, name: str) -> None:
-        self.stub.DeleteCollection(search_pb2.DeleteCollectionRequest(name=name), timeout=self.timeout)
+    def delete_collection(self, name: str, *, allow_missing: bool = False, timeout: float | None = None) -> None:
+        """Deletes the collection; with `allow_missing`, a collection already gone is no error."""
+        request = search_pb2.DeleteCollectionRequest(name=name, allow_missing=allow_missing)
+        self._call(self.stub.DeleteCollection, request, timeout)
 
-    def upsert(self, collection: str, items: Sequence[ItemToUpsert]) -> int:
+    def upsert(
+        self, collection: str, items: Sequence[ItemToUpsert], *, model: ModelInput | None = None, timeout: float | None = None
+    ) -> int:
+        """Writes the items; `model` names the model of every vector whose item names none."""
         messages = []
         for item in items:
             message = search_pb2.Item(id=item.id, tags=list(item.tags), uri=item.uri)
             if item.vector is not None:
-                message.vector.values.extend(np.asarray(item.vector, np.float32).tolist())
+                message.vector.CopyFrom(to_embedding(item.vector, item.model if item.model is not None else model))
             elif item.image is not None:
                 message.image.CopyFrom(to_image_message(item.image))
             messages.append(message)
         request = search_pb2.UpsertRequest(collection=collection, items=messages)
-        return self.stub.Upsert(request, timeout=self.timeout).upserted
+        return self._call(self.stub.Upsert, request, timeout).upserted
 
-    def delete(self, collection: str, ids: Sequence[str]) -> int:
-        return self.stub.Delete(search_pb2.DeleteRequest(collection=collection, ids=list(ids)), timeout=self.timeout).deleted
+    def delete(self, collection: str, ids: Sequence[str], *, timeout: float | None = None) -> int:
+        request = search_pb2.DeleteRequest(collection=collection, ids=list(ids))
+        return self._call(self.stub.Delete, request, timeout).deleted
 
-    def get(self, collection: str, ids: Sequence[str]) -> search_pb2.GetResponse:
-        return self.stub.Get(search_pb2.GetRequest(collection=collection, ids=list(ids)), timeout=self.timeout)
+    def get(self, collection: str, ids: Sequence[str], *, timeout: float | None = None) -> search_pb2.GetResponse:
+        return self._call(self.stub.Get, search_pb2.GetRequest(collection=collection, ids=list(ids)), timeout)
 
     def search(
         self,
         collection: str,
         *,
         vector: np.ndarray | Sequence[float] | None = None,
+        model: ModelInput | None = None,
         image: ImageInput | None = None,
         item_id: str | None = None,
         k: int = 10,
         all_of: Sequence[str] = (),
         any_of: Sequence[str] = (),
         none_of: Sequence[str] = (),
-    ) -> list[Neighbor]:
-        """The k nearest items to exactly one of `vector`, `image` or `item_id`, best first."""
+        timeout: float | None = None,
+    ) -> SearchResults:
+        """The k nearest items to exactly one of `vector` (made by `model`), `image` or `item_id`."""
         if sum(q is not None for q in (vector, image, item_id)) != 1:
             raise ValueError("give exactly one of vector, image or item_id")
         request = search_pb2.SearchRequest(
@@ -175,10 +276,11 @@ class SearchClient(_Client):
             filter=search_pb2.Filter(all_of=list(all_of), any_of=list(any_of), none_of=list(none_of)),
         )
         if vector is not None:
-            request.vector.values.extend(np.asarray(vector, np.float32).tolist())
+            request.vector.CopyFrom(to_embedding(vector, model))
         elif image is not None:
             request.image.CopyFrom(to_image_message(image))
         else:
             request.item_id = item_id
-        response = self.stub.Search(request, timeout=self.timeout)
-        return [Neighbor(n.id, n.score, tuple(n.tags), n.uri) for n in response.neighbors]
+        response = self._call(self.stub.Search, request, timeout)
+        neighbors = tuple(Neighbor(n.id, n.score, tuple(n.tags), n.uri) for n in response.neighbors)
+        return SearchResults(neighbors, response.model, response.metric)

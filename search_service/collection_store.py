@@ -21,9 +21,8 @@ from pathlib import Path
 
 from lookalike.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from search_service.collection import METRICS, Collection, CollectionInfo, CollectionSpec
-from search_service.snapshot import write_atomically
 from search_service.vector_index import IndexPolicy
-from search_service.write_ahead_log import fsync_directory
+from server_toolkit.durable_files import fsync_directory, write_atomically
 
 logger = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ import re
 import grpc
 import numpy as np
 
-from lookalike import grpc_server
+from server_toolkit import grpc_server
 from lookalike.errors import FailedPrecondition, InvalidArgument, ResourceExhausted, Unavailable
 from lookalike.v1 import encoder_pb2, encoder_pb2_grpc, images_pb2
 

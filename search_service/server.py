@@ -6,7 +6,7 @@ import logging
 
 import grpc
 
-from lookalike import grpc_server
+from server_toolkit import grpc_server
 from lookalike.v1 import search_pb2, search_pb2_grpc
 from search_service.collection_store import CollectionStore
 from search_service.encoder_gateway import EncoderGateway

@@ -13,25 +13,21 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import re
-import uuid
 import zipfile
 import zlib
-from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 
 from lookalike.errors import FailedPrecondition
-from search_service.write_ahead_log import fsync_directory, numbered_files
+from server_toolkit import durable_files
+from server_toolkit.durable_files import fsync_directory, numbered_files, write_atomically
 
 logger = logging.getLogger(__name__)
 
 SNAPSHOT_FORMAT = 1
 _FILE_NAME = re.compile(r"snapshot-(\d{20})\.npz")
-_TEMPORARY_SUFFIX = ".tmp"
 
 
 class SnapshotCorrupted(FailedPrecondition):
@@ -45,23 +41,6 @@ class SnapshotData:
     vectors: np.ndarray  # (len(ids), dimension) float32
     tags: list[tuple[str, ...]]
     uris: list[str]
-
-
-def write_atomically(path: Path, write: Callable[[BinaryIO], None], *, fsync: bool = True) -> None:
-    """Writes a file so that a crash leaves either the old content or the new, never a mix."""
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}{_TEMPORARY_SUFFIX}")
-    try:
-        with open(temporary, "wb") as f:
-            write(f)
-            f.flush()
-            if fsync:
-                os.fsync(f.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    if fsync:
-        fsync_directory(path.parent)
 
 
 def snapshot_file_name(seq: int) -> str:
@@ -140,7 +119,5 @@ def remove_snapshots_before(directory: Path, seq: int, *, fsync: bool = True) ->
 
 def remove_temporary_files(directory: Path) -> None:
     """Deletes what interrupted atomic writes left behind."""
-    for path in directory.iterdir():
-        if path.name.startswith(".") and path.name.endswith(_TEMPORARY_SUFFIX) and path.is_file():
-            logger.info("removing %s, left by an interrupted write", path)
-            path.unlink()
+    for path in durable_files.remove_temporary_files(directory):
+        logger.info("removed %s, left by an interrupted write", path)

@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from lookalike.errors import FailedPrecondition, ResourceExhausted
+from server_toolkit.durable_files import fsync_directory, numbered_files
 
 logger = logging.getLogger(__name__)
 
@@ -67,27 +68,8 @@ class DeleteRecord:
 LogRecord = UpsertRecord | DeleteRecord
 
 
-def fsync_directory(path: Path) -> None:
-    """Makes a file's creation, rename or removal in `path` durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def log_file_name(first_seq: int) -> str:
     return f"wal-{first_seq:020d}.log"
-
-
-def numbered_files(directory: Path, pattern: re.Pattern) -> list[tuple[int, Path]]:
-    """(number, path) of every file whose name fully matches `pattern` (one digit group), lowest first."""
-    found = []
-    for path in directory.iterdir():
-        match = pattern.fullmatch(path.name)
-        if match:
-            found.append((int(match.group(1)), path))
-    return sorted(found)
 
 
 def list_log_files(directory: Path) -> list[tuple[int, Path]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from PIL import Image
 
-from lookalike.cli.main import main
+from lookalike_cli.main import main
 
 
 def test_index_reports_every_unusable_file_and_query_draws_a_sheet(tmp_path, search_address, digit_pngs, capsys):

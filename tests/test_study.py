@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("torch")  # the `train` extra; serving-only installs skip this file
 
-from lookalike.cli.main import main  # noqa: E402
+from lookalike_cli.main import main  # noqa: E402
 from training.study_plan import plan  # noqa: E402
 from training.data import DIGITS_SPEC  # noqa: E402
 from training.models import ARCHITECTURES, BASELINES  # noqa: E402

@@ -22,7 +22,7 @@ matplotlib.use("Agg")  # files only, no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from lookalike.machine import describe as describe_machine  # noqa: E402
+from training.machine import describe as describe_machine  # noqa: E402
 from encoder_service.onnx_model import OnnxModel  # noqa: E402
 from lookalike.contact_sheet import Tile, render  # noqa: E402
 from lookalike.preprocessing import to_image  # noqa: E402

@@ -29,8 +29,10 @@ class EncoderStub:
     """Turns images into embeddings (and embeddings back into images) with the
     autoencoders of a versioned model repository, served by ONNX Runtime.
 
-    Messages up to 64 MiB are accepted by default (the server's
-    max_message_bytes setting); larger requests fail with RESOURCE_EXHAUSTED.
+    Errors carry google.rpc details with reasons from ErrorReason (errors.proto),
+    which also says which status codes are safe to retry. Every method only
+    reads, so every method is safe to retry. Messages up to 64 MiB are accepted
+    by default (the server's max_message_bytes setting).
     """
 
     def __init__(self, channel):
@@ -65,29 +67,34 @@ class EncoderServicer:
     """Turns images into embeddings (and embeddings back into images) with the
     autoencoders of a versioned model repository, served by ONNX Runtime.
 
-    Messages up to 64 MiB are accepted by default (the server's
-    max_message_bytes setting); larger requests fail with RESOURCE_EXHAUSTED.
+    Errors carry google.rpc details with reasons from ErrorReason (errors.proto),
+    which also says which status codes are safe to retry. Every method only
+    reads, so every method is safe to retry. Messages up to 64 MiB are accepted
+    by default (the server's max_message_bytes setting).
     """
 
     def Embed(self, request, context):
         """Embeds a batch of images with one model. All images of the batch are
-        validated first: one undecodable, empty, oversized or wrongly shaped image
-        fails the whole call with INVALID_ARGUMENT naming its index.
+        checked first; if any is unusable (empty, undecodable, too large, wrongly
+        shaped) the call fails with INVALID_ARGUMENT and a field violation for each
+        bad image ("images[3].encoded"), so a client can drop them all and resend.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Reconstruct(self, request, context):
-        """Rebuilds images from embeddings through the model's decoder; FAILED_PRECONDITION for a model
-        without one (ModelInfo.has_decoder false, e.g. the colour-histogram baseline).
+        """Rebuilds images from embeddings through the model's decoder;
+        FAILED_PRECONDITION (MODEL_HAS_NO_DECODER) for a model without one
+        (ModelInfo.has_decoder false, e.g. the colour-histogram baseline).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetModel(self, request, context):
-        """Describes one model; NOT_FOUND if the repository has no such model.
+        """Describes one model; NOT_FOUND (MODEL_NOT_FOUND) if the repository has no
+        such model or version.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -135,8 +142,10 @@ class Encoder:
     """Turns images into embeddings (and embeddings back into images) with the
     autoencoders of a versioned model repository, served by ONNX Runtime.
 
-    Messages up to 64 MiB are accepted by default (the server's
-    max_message_bytes setting); larger requests fail with RESOURCE_EXHAUSTED.
+    Errors carry google.rpc details with reasons from ErrorReason (errors.proto),
+    which also says which status codes are safe to retry. Every method only
+    reads, so every method is safe to retry. Messages up to 64 MiB are accepted
+    by default (the server's max_message_bytes setting).
     """
 
     @staticmethod

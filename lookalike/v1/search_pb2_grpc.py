@@ -30,7 +30,14 @@ class SearchStub:
     by image (embedded through the Encoder service) or by the id of a stored item.
 
     Every acknowledged write is in the collection's write-ahead log on disk
-    before the call returns. Messages up to 64 MiB are accepted by default.
+    before the call returns. Every write is idempotent, so a client that lost a
+    reply may retry it: Upsert replaces items by id, Delete ignores ids that are
+    gone, CreateCollection with allow_existing and DeleteCollection with
+    allow_missing succeed when the first attempt already did the work. Errors
+    carry google.rpc details with reasons from ErrorReason (errors.proto), which
+    also says which status codes are safe to retry. Calls that embed images pass
+    what is left of the caller's deadline on to the Encoder service. Messages up
+    to 64 MiB are accepted by default.
     """
 
     def __init__(self, channel):
@@ -86,31 +93,42 @@ class SearchServicer:
     by image (embedded through the Encoder service) or by the id of a stored item.
 
     Every acknowledged write is in the collection's write-ahead log on disk
-    before the call returns. Messages up to 64 MiB are accepted by default.
+    before the call returns. Every write is idempotent, so a client that lost a
+    reply may retry it: Upsert replaces items by id, Delete ignores ids that are
+    gone, CreateCollection with allow_existing and DeleteCollection with
+    allow_missing succeed when the first attempt already did the work. Errors
+    carry google.rpc details with reasons from ErrorReason (errors.proto), which
+    also says which status codes are safe to retry. Calls that embed images pass
+    what is left of the caller's deadline on to the Encoder service. Messages up
+    to 64 MiB are accepted by default.
     """
 
     def CreateCollection(self, request, context):
-        """Creates an empty collection; ALREADY_EXISTS if the name is taken.
+        """Creates an empty collection. ALREADY_EXISTS (COLLECTION_EXISTS) if the
+        name is taken, unless allow_existing is set and the existing collection
+        has the requested settings.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetCollection(self, request, context):
-        """Describes one collection; NOT_FOUND if there is none of that name.
+        """Describes one collection; NOT_FOUND (COLLECTION_NOT_FOUND) if there is none.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListCollections(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Lists every collection.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def DeleteCollection(self, request, context):
-        """Deletes a collection and its files; NOT_FOUND if there is none.
+        """Deletes a collection and its files; NOT_FOUND if there is none, unless
+        allow_missing is set.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -118,14 +136,15 @@ class SearchServicer:
 
     def Upsert(self, request, context):
         """Inserts items or replaces the items with the same ids. The whole batch is
-        validated first and applied atomically: on any error nothing is written.
+        validated first and applied atomically: on any error nothing is written,
+        and a field violation names each bad item ("items[3].image").
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Delete(self, request, context):
-        """Deletes items by id; ids that do not exist are ignored (and counted).
+        """Deletes items by id; ids that do not exist are ignored (and not counted).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -201,7 +220,14 @@ class Search:
     by image (embedded through the Encoder service) or by the id of a stored item.
 
     Every acknowledged write is in the collection's write-ahead log on disk
-    before the call returns. Messages up to 64 MiB are accepted by default.
+    before the call returns. Every write is idempotent, so a client that lost a
+    reply may retry it: Upsert replaces items by id, Delete ignores ids that are
+    gone, CreateCollection with allow_existing and DeleteCollection with
+    allow_missing succeed when the first attempt already did the work. Errors
+    carry google.rpc details with reasons from ErrorReason (errors.proto), which
+    also says which status codes are safe to retry. Calls that embed images pass
+    what is left of the caller's deadline on to the Encoder service. Messages up
+    to 64 MiB are accepted by default.
     """
 
     @staticmethod

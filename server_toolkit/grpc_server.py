@@ -16,17 +16,10 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from lookalike.error_mapping import ErrorMappingInterceptor
+from lookalike.client import message_options
+from server_toolkit.error_mapping import ErrorMappingInterceptor
 
 log = logging.getLogger(__name__)
-
-
-def message_options(max_message_bytes: int) -> list[tuple[str, int]]:
-    """gRPC's 4 MB default receive limit is too small for a batch of photos; raise it on purpose."""
-    return [
-        ("grpc.max_receive_message_length", max_message_bytes),
-        ("grpc.max_send_message_length", max_message_bytes),
-    ]
 
 
 def new_server(*, max_workers: int, max_message_bytes: int) -> grpc.Server:

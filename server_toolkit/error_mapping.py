@@ -1,8 +1,9 @@
-"""The one place where domain errors become gRPC status codes.
+"""The one place where domain errors become gRPC statuses.
 
-Servicers raise `lookalike.errors` exceptions; `ErrorMappingInterceptor` turns
-them into `context.abort(code, message)`. Anything else is a bug: it is logged
-with its traceback and the client gets INTERNAL without the internals.
+Servicers raise `lookalike.errors` exceptions; `ErrorMappingInterceptor` sends each as its
+status code with google.rpc details (`lookalike.errors.to_status`: ErrorInfo with the reason,
+BadRequest with the fields at fault). Anything else is a bug: it is logged with its traceback
+and the client gets INTERNAL without the internals (no path, no exception text).
 """
 
 import logging
@@ -13,25 +14,9 @@ from lookalike import errors
 
 log = logging.getLogger(__name__)
 
-STATUS_OF = {
-    errors.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
-    errors.NotFound: grpc.StatusCode.NOT_FOUND,
-    errors.AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
-    errors.ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    errors.FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
-    errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
-}
-
-
-def status_of(error: errors.LookalikeError) -> grpc.StatusCode:
-    for cls in type(error).__mro__:
-        if cls in STATUS_OF:
-            return STATUS_OF[cls]
-    return grpc.StatusCode.UNKNOWN
-
 
 class ErrorMappingInterceptor(grpc.ServerInterceptor):
-    """Wraps every unary-unary handler so domain errors map to their status code."""
+    """Wraps every unary-unary handler so domain errors map to their status and details."""
 
     def intercept_service(self, continuation, handler_call_details):
         handler = continuation(handler_call_details)
@@ -44,9 +29,11 @@ class ErrorMappingInterceptor(grpc.ServerInterceptor):
             try:
                 return behaviour(request, context)
             except errors.LookalikeError as error:
-                code = status_of(error)
-                log.info("request refused", extra={"fields": {"method": method, "code": code.name, "detail": str(error)}})
-                context.abort(code, str(error))
+                log.info(
+                    "request refused",
+                    extra={"fields": {"method": method, "code": error.code.name, "reason": error.reason, "detail": error.message}},
+                )
+                context.abort_with_status(errors.to_status(error))
             except Exception:
                 if context.code() is not None:  # the handler aborted on its own: keep its status
                     raise

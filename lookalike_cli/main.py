@@ -17,7 +17,7 @@ from pathlib import Path
 from pydantic_settings import CliSettingsSource
 
 from encoder_service.settings import EncoderSettings
-from lookalike import logs
+from server_toolkit import logs
 from search_service.settings import SearchSettings
 
 
@@ -119,7 +119,7 @@ def _eval(args) -> int:
 def _index(args) -> int:
     import grpc
 
-    from lookalike.cli.indexing import index_folder
+    from lookalike_cli.indexing import index_folder
     from lookalike.client import SearchClient
 
     if not args.folder.is_dir():
@@ -146,7 +146,7 @@ def _index(args) -> int:
 
 
 def _query(args) -> int:
-    from lookalike.cli.querying import sheet_row, table
+    from lookalike_cli.querying import sheet_row, table
     from lookalike.client import SearchClient
     from lookalike.contact_sheet import render
 
@@ -161,7 +161,7 @@ def _query(args) -> int:
 
 
 def _demo(args) -> int:
-    from lookalike.cli.demo import run_demo
+    from lookalike_cli.demo import run_demo
 
     return run_demo(args.workdir, epochs=args.epochs, queries=args.queries)
 

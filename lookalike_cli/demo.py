@@ -25,8 +25,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from lookalike import contact_sheet, preprocessing
-from lookalike.cli.indexing import index_folder
-from lookalike.cli.querying import open_uri
+from lookalike_cli.indexing import index_folder
+from lookalike_cli.querying import open_uri
 from lookalike.client import EncoderClient, ItemToUpsert, SearchClient
 
 K = 10
@@ -153,7 +153,7 @@ def _services(workdir: Path, repository: Path):
     logs = workdir / "logs"
     logs.mkdir(exist_ok=True)
     encoder_port, search_port = _free_port(), _free_port()
-    command = [sys.executable, "-m", "lookalike.cli.main"]
+    command = [sys.executable, "-m", "lookalike_cli.main"]
     children = []
     try:
         children.append(_start(command + ["serve-encoder", "--host", "127.0.0.1", "--port", str(encoder_port),

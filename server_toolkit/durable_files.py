@@ -1,0 +1,82 @@
+"""Files that survive a crash: the one home of fsync, atomic writes and numbered files.
+
+The search service's log, snapshots and collection specs, the exporter's model versions and
+the trainer's checkpoints all write through here, so the rules live in one place: a file is
+written under a temporary name, fsynced, renamed over its final name, and its directory
+fsynced, so a reader sees the old file or the new one, never a mix, and a rename that was
+reported done is still done after a power cut.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+TEMPORARY_SUFFIX = ".tmp"  # with a leading '.', the names of half-written files; removed on start
+
+
+def fsync_directory(path: Path) -> None:
+    """Makes a file's creation, rename or removal in `path` durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_files(directory: Path) -> None:
+    """fsyncs every regular file directly in `directory`, then the directory itself."""
+    for child in directory.iterdir():
+        if child.is_file():
+            with open(child, "rb") as f:
+                os.fsync(f.fileno())
+    fsync_directory(directory)
+
+
+def temporary_name(path: Path) -> Path:
+    """A hidden sibling of `path` that no other writer picks, ending in TEMPORARY_SUFFIX."""
+    return path.with_name(f".{path.name}.{uuid.uuid4().hex}{TEMPORARY_SUFFIX}")
+
+
+def write_atomically(path: Path, write: Callable[[BinaryIO], None], *, fsync: bool = True, mode: int | None = None) -> None:
+    """Writes a file so that a crash leaves either the old content or the new, never a mix.
+    `mode` sets the permissions (default: the process umask's)."""
+    temporary = temporary_name(path)
+    try:
+        with open(temporary, "wb") as f:
+            if mode is not None:
+                os.fchmod(f.fileno(), mode)
+            write(f)
+            f.flush()
+            if fsync:
+                os.fsync(f.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    if fsync:
+        fsync_directory(path.parent)
+
+
+def remove_temporary_files(directory: Path) -> list[Path]:
+    """Deletes what interrupted atomic writes left in `directory`; returns what it removed."""
+    removed = []
+    for path in directory.iterdir():
+        if path.name.startswith(".") and path.name.endswith(TEMPORARY_SUFFIX) and path.is_file():
+            path.unlink()
+            removed.append(path)
+    return removed
+
+
+def numbered_files(directory: Path, pattern: re.Pattern) -> list[tuple[int, Path]]:
+    """(number, path) of every file whose name fully matches `pattern` (one digit group), lowest first."""
+    found = []
+    for path in directory.iterdir():
+        match = pattern.fullmatch(path.name)
+        if match:
+            found.append((int(match.group(1)), path))
+    return sorted(found)
