@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -e '.[train,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[server,train,dev]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -16,7 +16,9 @@ demo: $(STAMP)
 
 NODE_CLIENT := tests/node/node_modules/.package-lock.json
 
-# The Node client test needs @grpc/grpc-js: installed from the lock file when missing.
+# The Node client test needs @grpc/grpc-js, the API contract test needs buf (@bufbuild/buf):
+# installed from the lock file when missing. buf needs no install script: its bin/buf
+# launcher runs the binary of the @bufbuild/buf-linux-x64 (etc.) optional dependency.
 $(NODE_CLIENT): tests/node/package-lock.json
 	cd tests/node && npm ci --no-audit --no-fund --ignore-scripts
 

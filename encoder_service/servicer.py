@@ -8,14 +8,9 @@ from encoder_service.model_repository import ModelRepository
 from encoder_service.onnx_model import OnnxModel
 from encoder_service.settings import EncoderSettings
 from lookalike import preprocessing
-from lookalike.errors import InvalidArgument, LookalikeError, ResourceExhausted
+from lookalike.errors import FailedPrecondition, InvalidArgument, LookalikeError, Reason
+from lookalike.model_format import METRIC_ENUM
 from lookalike.v1 import encoder_pb2, encoder_pb2_grpc, images_pb2
-
-METRIC_ENUM = {
-    "cosine": images_pb2.METRIC_COSINE,
-    "dot_product": images_pb2.METRIC_DOT_PRODUCT,
-    "squared_l2": images_pb2.METRIC_SQUARED_L2,
-}
 
 
 class EncoderServicer(encoder_pb2_grpc.EncoderServicer):
@@ -26,28 +21,32 @@ class EncoderServicer(encoder_pb2_grpc.EncoderServicer):
     def Embed(self, request: encoder_pb2.EmbedRequest, context) -> encoder_pb2.EmbedResponse:
         model = self._resolve(request.model)
         self._check_batch("images", len(request.images))
-        batch = np.stack([self._model_input(image, i, model) for i, image in enumerate(request.images)])
+        batch = np.stack(_each("images", request.images, lambda image: self._model_input(image, model)))
         embeddings = model.embed(batch)  # (B, D)
+        ref = _ref(model)
         return encoder_pb2.EmbedResponse(
-            embeddings=[images_pb2.Embedding(values=row) for row in embeddings.tolist()],
-            model=_ref(model),
+            embeddings=[images_pb2.Embedding(values=row, model=ref) for row in embeddings.tolist()],
+            model=ref,
         )
 
     def Reconstruct(self, request: encoder_pb2.ReconstructRequest, context) -> encoder_pb2.ReconstructResponse:
         model = self._resolve(request.model)
         self._check_batch("embeddings", len(request.embeddings))
-        width = model.card.embedding_dim
-        for i, embedding in enumerate(request.embeddings):
-            if len(embedding.values) != width:
-                raise InvalidArgument(f"embeddings[{i}] has {len(embedding.values)} values, the model takes {width}")
-        vectors = np.array([list(e.values) for e in request.embeddings], dtype=np.float32).reshape(-1, width)
-        if not np.isfinite(vectors).all():
-            raise InvalidArgument("embeddings hold NaN or infinite values")
-        images = model.reconstruct(vectors)  # (B, C, H, W)
+        ref = _ref(model)
+        for index, embedding in enumerate(request.embeddings):
+            if embedding.HasField("model") and (embedding.model.name, embedding.model.version) != (ref.name, ref.version):
+                raise FailedPrecondition(
+                    f"embeddings[{index}] was made by {embedding.model.name} v{embedding.model.version}, "
+                    f"not by {ref.name} v{ref.version}, whose decoder was asked",
+                    reason=Reason.MODEL_MISMATCH,
+                    field=f"embeddings[{index}].model",
+                )
+        rows = _each("embeddings", request.embeddings, lambda embedding: _vector(embedding, model.card.embedding_dim))
+        images = model.reconstruct(np.stack(rows))  # (B, C, H, W)
         spec = model.card.preprocessing
         return encoder_pb2.ReconstructResponse(
             png_images=[preprocessing.encode_png(preprocessing.to_image(image, spec)) for image in images],
-            model=_ref(model),
+            model=ref,
         )
 
     def GetModel(self, request: encoder_pb2.GetModelRequest, context) -> encoder_pb2.ModelInfo:
@@ -61,32 +60,73 @@ class EncoderServicer(encoder_pb2_grpc.EncoderServicer):
 
     def _check_batch(self, what: str, size: int) -> None:
         if size == 0:
-            raise InvalidArgument(f"no {what} in the request")
-        if size > self.settings.max_batch_size:
-            raise ResourceExhausted(f"{size} {what} in one request, the limit is {self.settings.max_batch_size}")
+            raise InvalidArgument(f"no {what} in the request", reason=Reason.BATCH_EMPTY, field=what)
+        limit = self.settings.max_batch_size
+        if size > limit:
+            raise InvalidArgument(
+                f"{size} {what} in one request, the limit is {limit}",
+                reason=Reason.BATCH_TOO_LARGE,
+                field=what,
+                metadata={"limit": limit},
+            )
 
-    def _model_input(self, image: images_pb2.Image, index: int, model: OnnxModel) -> np.ndarray:
+    def _model_input(self, image: images_pb2.Image, model: OnnxModel) -> np.ndarray:
         spec = model.card.preprocessing
-        try:
-            source = image.WhichOneof("source")
-            if source == "encoded":
+        source = image.WhichOneof("source")
+        if source == "encoded":
+            try:
                 return preprocessing.preprocess(image.encoded, spec, self.settings.max_image_pixels)
-            if source == "tensor":
-                return _tensor(image.tensor, spec.shape)
-            raise InvalidArgument("neither encoded bytes nor a tensor")
-        except LookalikeError as error:
-            raise type(error)(f"images[{index}]: {error}") from None
+            except LookalikeError as error:
+                raise error.at("encoded") from None
+        if source == "tensor":
+            return _tensor(image.tensor, spec.shape)
+        raise InvalidArgument("neither encoded bytes nor a tensor", reason=Reason.REQUIRED_FIELD_MISSING, field="")
+
+
+def _each(field: str, entries, convert) -> list:
+    """convert(entry) for every entry; when some are invalid, ONE InvalidArgument naming each bad
+    entry as field[i], so a client can drop them all and resend the rest in one more call."""
+    results, failures = [], []
+    for index, entry in enumerate(entries):
+        try:
+            results.append(convert(entry))
+        except InvalidArgument as error:
+            failures.append(error.at(f"{field}[{index}]"))
+    if failures:
+        raise InvalidArgument.from_violations([v for f in failures for v in f.field_violations], failures[0].metadata)
+    return results
 
 
 def _tensor(tensor: images_pb2.Tensor, shape: tuple[int, int, int]) -> np.ndarray:
     if tuple(tensor.shape) != shape:
-        raise InvalidArgument(f"tensor shape {list(tensor.shape)} does not match the model's input {list(shape)}")
+        raise InvalidArgument(
+            f"tensor shape {list(tensor.shape)} does not match the model's input {list(shape)}",
+            reason=Reason.TENSOR_SHAPE_MISMATCH,
+            field="tensor.shape",
+        )
     if len(tensor.values) != int(np.prod(shape)):
-        raise InvalidArgument(f"tensor has {len(tensor.values)} values, its shape needs {int(np.prod(shape))}")
+        raise InvalidArgument(
+            f"tensor has {len(tensor.values)} values, its shape needs {int(np.prod(shape))}",
+            reason=Reason.TENSOR_SHAPE_MISMATCH,
+            field="tensor.values",
+        )
     array = np.asarray(tensor.values, dtype=np.float32).reshape(shape)
     if not np.isfinite(array).all():
-        raise InvalidArgument("tensor holds NaN or infinite values")
+        raise InvalidArgument("tensor holds NaN or infinite values", reason=Reason.VALUES_NOT_FINITE, field="tensor.values")
     return array
+
+
+def _vector(embedding: images_pb2.Embedding, width: int) -> np.ndarray:
+    if len(embedding.values) != width:
+        raise InvalidArgument(
+            f"the embedding has {len(embedding.values)} values, the model takes {width}",
+            reason=Reason.DIMENSION_MISMATCH,
+            field="values",
+        )
+    vector = np.asarray(embedding.values, dtype=np.float32)
+    if not np.isfinite(vector).all():
+        raise InvalidArgument("the embedding holds NaN or infinite values", reason=Reason.VALUES_NOT_FINITE, field="values")
+    return vector
 
 
 def _ref(model: OnnxModel) -> images_pb2.ModelRef:

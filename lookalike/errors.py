@@ -59,13 +59,23 @@ class LookalikeError(Exception):
         if field is not None:
             self.field_violations += (FieldViolation(field, message, self.reason),)
 
+    @classmethod
+    def from_violations(cls, violations: Sequence[FieldViolation], metadata: Mapping[str, object] | None = None):
+        """One error for several bad fields; its reason and message lead with the first."""
+        assert violations, "an error from violations needs at least one"
+        first = violations[0]
+        message = f"{first.field}: {first.description}" if first.field else first.description
+        if len(violations) > 1:
+            message = f"{len(violations)} fields are invalid; the first: {message}"
+        return _new(cls, message, first.reason, violations, metadata or {})
+
     def at(self, field: str) -> LookalikeError:
         """The same error, located under `field`: a violation of "" becomes `field`, one of
         "encoded" becomes `field`.encoded; an error without violations gets one at `field`."""
         violations = [
             FieldViolation(_join(field, v.field), v.description, v.reason) for v in self.field_violations
         ] or [FieldViolation(field, self.message, self.reason)]
-        located = _new(type(self), f"{field}: {self.message}", self.reason, violations, self.metadata)
+        located = type(self).from_violations(violations, self.metadata)
         if type(self) is LookalikeError:
             located.code = self.code
         return located

@@ -16,9 +16,10 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from lookalike.errors import InvalidArgument
+from lookalike.errors import InvalidArgument, Reason
 
 SUPPORTED_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF")
+_SEND = "send PNG, JPEG, WebP, BMP or GIF"
 DEFAULT_MAX_PIXELS = 40_000_000  # a 40-megapixel photo decodes to ~120 MB of RGB
 RESIZE_MODES = ("stretch", "pad")
 # What Pillow raises on damaged files, besides UnidentifiedImageError (an OSError).
@@ -27,7 +28,7 @@ _ISO_BMFF_BRANDS = {b"heic": "HEIC", b"heix": "HEIC", b"mif1": "HEIF", b"msf1": 
 
 
 class ImageDecodeError(InvalidArgument):
-    """The bytes are not a usable image; the message says why."""
+    """The bytes are not a usable image; the reason says why, for programs, and the message for people."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,31 +74,37 @@ class Preprocessing:
 def decode(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     """Decodes and fully loads one image file, with its EXIF orientation applied."""
     if not data:
-        raise ImageDecodeError("empty image (0 bytes)")
+        raise ImageDecodeError("empty image (0 bytes)", reason=Reason.IMAGE_EMPTY)
     brand = _iso_bmff_brand(data)
     if brand:
-        raise ImageDecodeError(f"{brand} images are not supported; send PNG, JPEG, WebP, BMP or GIF")
+        raise ImageDecodeError(f"{brand} images are not supported; {_SEND}", reason=Reason.IMAGE_FORMAT_UNSUPPORTED)
     try:
         image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
-        raise ImageDecodeError("not a recognisable image file; send PNG, JPEG, WebP, BMP or GIF") from None
+        raise ImageDecodeError(f"not a recognisable image file; {_SEND}", reason=Reason.IMAGE_UNDECODABLE) from None
+    except Image.DecompressionBombError as error:  # over twice Pillow's own limit: not an OSError
+        raise ImageDecodeError(f"image is too large: {error}", reason=Reason.IMAGE_TOO_LARGE, metadata={"limit": max_pixels}) from None
     except _DAMAGED as error:
-        raise ImageDecodeError(f"corrupt image header: {error}") from None
+        raise ImageDecodeError(f"corrupt image header: {error}", reason=Reason.IMAGE_UNDECODABLE) from None
     if image.format not in SUPPORTED_FORMATS:
-        raise ImageDecodeError(f"{image.format} images are not supported; send PNG, JPEG, WebP, BMP or GIF")
+        raise ImageDecodeError(f"{image.format} images are not supported; {_SEND}", reason=Reason.IMAGE_FORMAT_UNSUPPORTED)
     width, height = image.size
     # Image.open only parsed the header: refuse huge images before decoding any pixel.
     if width * height > max_pixels:
-        raise ImageDecodeError(f"image is {width}x{height} = {width * height} pixels, over the limit of {max_pixels}")
+        raise ImageDecodeError(
+            f"image is {width}x{height} = {width * height} pixels, over the limit of {max_pixels}",
+            reason=Reason.IMAGE_TOO_LARGE,
+            metadata={"limit": max_pixels},
+        )
     if width == 0 or height == 0:
-        raise ImageDecodeError(f"image has no pixels ({width}x{height})")
+        raise ImageDecodeError(f"image has no pixels ({width}x{height})", reason=Reason.IMAGE_UNDECODABLE)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image.load()
             image = ImageOps.exif_transpose(image)
     except (*_DAMAGED, Image.DecompressionBombError) as error:
-        raise ImageDecodeError(f"corrupt or truncated {image.format} image: {error}") from None
+        raise ImageDecodeError(f"corrupt or truncated {image.format} image: {error}", reason=Reason.IMAGE_UNDECODABLE) from None
     return image
 
 

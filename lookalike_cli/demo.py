@@ -56,8 +56,7 @@ def run_demo(workdir: Path, *, epochs: int | None = None, queries: int = 1000) -
         with SearchClient(search_address, timeout=60) as search, EncoderClient(encoder_address, timeout=60) as encoder:
             print(f"[3/5] indexing {len(database)} digits through the services")
             for name in ("digits", "digits-pixels"):
-                if name in {c.name for c in search.list_collections()}:
-                    search.delete_collection(name)
+                search.delete_collection(name, allow_missing=True)
             search.create_collection("digits", model="digits", version=int(version_dir.name))
             report = index_folder(search, "digits", index_dir)
             print("      " + report.summary().replace("\n", "\n      "))

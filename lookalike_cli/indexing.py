@@ -1,24 +1,21 @@
 """`lookalike index FOLDER`: every image file under a folder into a collection, by batches.
 
 Files go to the search service as encoded bytes, so the encoder service's one
-preprocessing decides what is usable. A batch that the service refuses for one
-file (INVALID_ARGUMENT "items[i].image: reason") is resent without that file,
-and the file is reported: one bad file never stops or hangs the run.
+preprocessing decides what is usable. A batch that the service refuses for bad
+files (INVALID_ARGUMENT with a field violation `items[i].image...` for each) is
+resent without them, and each is reported with its reason: bad files never stop
+or hang the run.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import re
 from pathlib import Path
 
-import grpc
 from tqdm import tqdm
 
 from lookalike.client import ItemToUpsert, SearchClient
-
-_BAD_ITEM = re.compile(r"^items\[(\d+)\]\.image: (.*)$", re.DOTALL)
-
+from lookalike.errors import InvalidArgument, field_index
 
 @dataclasses.dataclass
 class IndexReport:
@@ -102,10 +99,22 @@ def _send(client, collection, batch, report: IndexReport, skip_existing: bool, b
             report.indexed += client.upsert(collection, [item for _, item in todo])
             bar.update(len(todo))
             return
-        except grpc.RpcError as error:
-            match = _BAD_ITEM.match(error.details() or "")
-            if error.code() != grpc.StatusCode.INVALID_ARGUMENT or not match:
+        except InvalidArgument as error:
+            bad = _bad_images(error, len(todo))
+            if not bad:
                 raise
-            path, _ = todo.pop(int(match.group(1)))
-            report.failed.append((str(path), match.group(2)))
-            bar.update()
+            for index in sorted(bad, reverse=True):
+                path, _ = todo.pop(index)
+                report.failed.append((str(path), bad[index]))
+            bar.update(len(bad))
+
+
+def _bad_images(error: InvalidArgument, batch_size: int) -> dict[int, str]:
+    """{index in the batch: why} for each image the error names; empty when it names other fields."""
+    bad = {}
+    for violation in error.field_violations:
+        found = field_index(violation.field, "items")
+        if found is None or not found[1].startswith(".image") or found[0] >= batch_size:
+            return {}
+        bad[found[0]] = f"{violation.reason}: {violation.description}"
+    return bad

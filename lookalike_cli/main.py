@@ -17,7 +17,6 @@ from pathlib import Path
 from pydantic_settings import CliSettingsSource
 
 from encoder_service.settings import EncoderSettings
-from server_toolkit import logs
 from search_service.settings import SearchSettings
 
 
@@ -85,11 +84,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in settings_sources:
         settings_cls, source = settings_sources[args.command]
         settings = settings_cls(_cli_settings_source=source(parsed_args=args))
+        from server_toolkit import logs
+
         logs.configure(settings.log_level)
-        if args.command == "serve-encoder":
-            from encoder_service.server import serve
-        else:
-            from search_service.server import serve
+        try:
+            if args.command == "serve-encoder":
+                from encoder_service.server import serve
+            else:
+                from search_service.server import serve
+        except ImportError as missing:
+            sys.exit(f"lookalike {args.command}: {missing.name} is missing; install the servers with `pip install 'lookalike[server]'`")
         serve(settings)
         return 0
     return COMMANDS[args.command](args)
@@ -117,21 +121,14 @@ def _eval(args) -> int:
 
 
 def _index(args) -> int:
-    import grpc
-
-    from lookalike_cli.indexing import index_folder
     from lookalike.client import SearchClient
+    from lookalike_cli.indexing import index_folder
 
     if not args.folder.is_dir():
         sys.exit(f"lookalike index: {args.folder} is not a folder")
     with SearchClient(args.search, timeout=args.timeout) as client:
-        try:
-            client.get_collection(args.collection)
-        except grpc.RpcError as error:
-            if error.code() != grpc.StatusCode.NOT_FOUND:
-                raise
-            created = client.create_collection(args.collection, model=args.model)
-            print(f"created collection {created.name!r}: {created.dimension}-d, model {created.model.name} v{created.model.version}")
+        collection = client.create_collection(args.collection, model=args.model, allow_existing=True)
+        print(f"collection {collection.name!r}: {collection.dimension}-d, model {collection.model.name} v{collection.model.version}")
         report = index_folder(
             client,
             args.collection,
@@ -170,13 +167,16 @@ COMMANDS = {"train": _train, "export": _export, "eval": _eval, "index": _index, 
 
 
 def run() -> int:
-    """The console entry point: a refused call prints its status, not a traceback."""
-    import grpc
+    """The console entry point: a refused call prints its status and reason, not a traceback."""
+    from lookalike.errors import LookalikeError
 
     try:
         return main()
-    except grpc.RpcError as error:
-        print(f"lookalike: {error.code().name}: {error.details()}", file=sys.stderr)
+    except LookalikeError as error:
+        fields = ", ".join(v.field for v in error.field_violations if v.field)
+        where = f" [{fields}]" if fields else ""
+        reason = f" {error.reason}" if error.reason else ""
+        print(f"lookalike: {error.code.name}{reason}{where}: {error.message}", file=sys.stderr)
         return 1
 
 

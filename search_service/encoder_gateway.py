@@ -1,52 +1,77 @@
-"""The search service's calls to the encoder service, with their errors in domain terms."""
+"""The search service's calls to the encoder service, with their errors in this service's terms.
+
+The encoder's errors arrive as google.rpc details (`lookalike.errors.from_rpc_error`); a bad
+image is relocated from the encoder's request to the caller's (`images[2].encoded` becomes
+`items[7].image.encoded`), so the caller learns which of its own fields to fix. Every call
+gets what remains of the caller's deadline, never more than the configured cap.
+"""
 
 from __future__ import annotations
-
-import re
 
 import grpc
 import numpy as np
 
-from server_toolkit import grpc_server
-from lookalike.errors import FailedPrecondition, InvalidArgument, ResourceExhausted, Unavailable
+from lookalike import errors
+from lookalike.client import new_channel
+from lookalike.errors import DeadlineExceeded, FailedPrecondition, Internal, InvalidArgument, Reason, Unavailable
 from lookalike.v1 import encoder_pb2, encoder_pb2_grpc, images_pb2
-
-_IMAGE_INDEX = re.compile(r"^images\[(\d+)\]: (.*)$", re.DOTALL)
 
 
 class EncoderGateway:
-    def __init__(self, address: str, timeout_seconds: float, max_message_bytes: int) -> None:
+    def __init__(self, address: str, max_timeout_seconds: float, max_message_bytes: int) -> None:
         self.address = address
-        self.timeout = timeout_seconds
-        self._channel = grpc.insecure_channel(address, options=grpc_server.message_options(max_message_bytes))
+        self.max_timeout = max_timeout_seconds
+        self._channel = new_channel(address, max_message_bytes=max_message_bytes)
         self._stub = encoder_pb2_grpc.EncoderStub(self._channel)
 
-    def model_info(self, ref: images_pb2.ModelRef) -> encoder_pb2.ModelInfo:
+    def model_info(self, ref: images_pb2.ModelRef, time_left: float) -> encoder_pb2.ModelInfo:
+        """The encoder's description of `ref`; `time_left` is the caller's remaining deadline, seconds."""
         try:
-            return self._stub.GetModel(encoder_pb2.GetModelRequest(model=ref), timeout=self.timeout)
+            return self._stub.GetModel(encoder_pb2.GetModelRequest(model=ref), timeout=self._timeout(time_left))
         except grpc.RpcError as error:
-            raise self._translate(error, ref) from None
+            raise self._translate(errors.from_rpc_error(error), ref, "model") from None
 
-    def embed(self, ref: images_pb2.ModelRef, images: list[images_pb2.Image], labels: list[str]) -> np.ndarray:
-        """Embeds images with exactly `ref`; an image's error names it by `labels[i]` (e.g. "items[3].image")."""
+    def embed(self, ref: images_pb2.ModelRef, images: list[images_pb2.Image], fields: list[str], time_left: float) -> np.ndarray:
+        """(N, D) embeddings of `images` by exactly `ref`; a bad image is reported at `fields[i]`."""
+        request = encoder_pb2.EmbedRequest(model=ref, images=images)
         try:
-            response = self._stub.Embed(encoder_pb2.EmbedRequest(model=ref, images=images), timeout=self.timeout)
+            response = self._stub.Embed(request, timeout=self._timeout(time_left))
         except grpc.RpcError as error:
-            raise self._translate(error, ref, labels) from None
+            raise self._translate(errors.from_rpc_error(error), ref, fields[0], fields) from None
         return np.array([list(e.values) for e in response.embeddings], dtype=np.float32)
 
     def close(self) -> None:
         self._channel.close()
 
-    def _translate(self, error: grpc.RpcError, ref: images_pb2.ModelRef, labels: list[str] | None = None):
-        code, detail = error.code(), error.details() or ""
-        if code == grpc.StatusCode.INVALID_ARGUMENT:
-            match = _IMAGE_INDEX.match(detail)
-            if match and labels:
-                return InvalidArgument(f"{labels[int(match.group(1))]}: {match.group(2)}")
-            return InvalidArgument(detail)
-        if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
-            return ResourceExhausted(f"encoder service: {detail}")
-        if code == grpc.StatusCode.NOT_FOUND:
-            return FailedPrecondition(f"the encoder service has no model {ref.name!r} v{ref.version}: {detail}")
-        return Unavailable(f"encoder service at {self.address}: {code.name}: {detail}")
+    def _timeout(self, time_left: float) -> float:
+        if time_left <= 0:
+            raise DeadlineExceeded("the deadline ran out before the encoder service was called", reason=Reason.DEADLINE_TOO_SHORT)
+        return min(self.max_timeout, time_left)
+
+    def _translate(self, error: errors.LookalikeError, ref, field: str, fields: list[str] | None = None) -> errors.LookalikeError:
+        model = {"model": ref.name, "version": ref.version}
+        if isinstance(error, InvalidArgument) and error.field_violations and fields:
+            return InvalidArgument.from_violations([_relocate(v, fields) for v in error.field_violations], error.metadata)
+        if isinstance(error, InvalidArgument | DeadlineExceeded):
+            return error
+        if isinstance(error, errors.NotFound):
+            return FailedPrecondition(
+                f"the encoder service has no model {ref.name or '(default)'} v{ref.version}: {error.message}",
+                reason=Reason.MODEL_NOT_FOUND,
+                field=field if field == "model" else None,
+                metadata=model,
+            )
+        if isinstance(error, FailedPrecondition):
+            return error
+        if isinstance(error, Unavailable | errors.ResourceExhausted) or error.code == grpc.StatusCode.UNAVAILABLE:
+            return Unavailable(f"the encoder service is unavailable: {error.message}", reason=Reason.ENCODER_UNAVAILABLE)
+        return Internal(f"the encoder service failed: {error.code.name}", reason=Reason.ENCODER_FAILED, metadata=model)
+
+
+def _relocate(violation: errors.FieldViolation, fields: list[str]) -> errors.FieldViolation:
+    """images[i]<rest> of the encoder's request -> fields[i]<rest> of the caller's."""
+    found = errors.field_index(violation.field, "images")
+    if found is None or found[0] >= len(fields):
+        return violation
+    index, rest = found
+    return errors.FieldViolation(fields[index] + rest, violation.description, violation.reason)

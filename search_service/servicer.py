@@ -1,22 +1,21 @@
-"""The lookalike.v1.Search servicer: translates requests to the collection store and back."""
+"""The lookalike.v1.Search servicer: translates requests to the collection store and back.
+
+What the protocol adds on top of the store lives here: images are embedded through the
+encoder gateway (with what remains of the caller's deadline), vectors must name the model of
+a collection that pins one, and creates and deletes can be retried safely.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
-from lookalike.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
+from lookalike.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Reason
+from lookalike.model_format import METRIC_ENUM, METRIC_NAME
 from lookalike.v1 import images_pb2, search_pb2, search_pb2_grpc
 from search_service.collection import Collection, CollectionInfo, CollectionSpec, TagFilter
 from search_service.collection_store import CollectionStore
 from search_service.encoder_gateway import EncoderGateway
 from search_service.settings import SearchSettings
-
-METRIC_NAMES = {
-    images_pb2.METRIC_COSINE: "cosine",
-    images_pb2.METRIC_DOT_PRODUCT: "dot_product",
-    images_pb2.METRIC_SQUARED_L2: "squared_l2",
-}
-METRIC_ENUMS = {name: enum for enum, name in METRIC_NAMES.items()}
 
 
 class SearchServicer(search_pb2_grpc.SearchServicer):
@@ -26,31 +25,21 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
         self.settings = settings
 
     def CreateCollection(self, request: search_pb2.CreateCollectionRequest, context) -> search_pb2.Collection:
-        dimension, metric, ref = request.dimension, request.metric, request.model
-        if metric != images_pb2.METRIC_UNSPECIFIED and metric not in METRIC_NAMES:
-            raise InvalidArgument(f"unknown metric {metric}")
-        if ref.name or (not ref.version and dimension <= 0):
-            model = self.encoder.model_info(ref)
-            if dimension and dimension != model.embedding_dim:
-                raise InvalidArgument(
-                    f"dimension {dimension} does not match model {model.model.name} v{model.model.version}, "
-                    f"which makes {model.embedding_dim}-d embeddings"
-                )
-            dimension = model.embedding_dim
-            metric = metric or model.metric
-            ref = model.model  # pinned: version 0 becomes the exact version now served
-        elif ref.version:
-            raise InvalidArgument("model.version is set but model.name is empty")
-        elif dimension < 0:
-            raise InvalidArgument(f"dimension must be positive, got {dimension}")
-        spec = CollectionSpec(
-            name=request.name,
-            dimension=int(dimension),
-            metric=METRIC_NAMES[metric or images_pb2.METRIC_COSINE],
-            model_name=ref.name,
-            model_version=int(ref.version),
-        )
-        return _collection(self.store.create(spec))
+        spec = self._spec(request, context.time_remaining())
+        try:
+            return _collection(self.store.create(spec))
+        except AlreadyExists:
+            if not request.allow_existing:
+                raise
+            existing = self.store.get(spec.name).info()
+            if not _satisfies(existing.spec, spec, request):
+                raise AlreadyExists(
+                    f"collection {spec.name!r} exists with other settings: {_describe(existing.spec)}",
+                    reason=Reason.COLLECTION_EXISTS,
+                    field="name",
+                    metadata={"collection": spec.name},
+                ) from None
+            return _collection(existing)
 
     def GetCollection(self, request, context) -> search_pb2.Collection:
         return _collection(self.store.get(request.name).info())
@@ -59,36 +48,37 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
         return search_pb2.ListCollectionsResponse(collections=[_collection(info) for info in self.store.list()])
 
     def DeleteCollection(self, request, context) -> search_pb2.DeleteCollectionResponse:
-        self.store.delete(request.name)
+        try:
+            self.store.delete(request.name)
+        except NotFound:
+            if not request.allow_missing:
+                raise
         return search_pb2.DeleteCollectionResponse()
 
     def Upsert(self, request: search_pb2.UpsertRequest, context) -> search_pb2.UpsertResponse:
         collection = self.store.get(request.collection)
         items = request.items
-        if not items:
-            raise InvalidArgument("no items in the request")
-        if len(items) > self.settings.max_batch_size:
-            raise ResourceExhausted(f"{len(items)} items in one upsert, the limit is {self.settings.max_batch_size}")
-        vectors = np.zeros((len(items), collection.spec.dimension), np.float32)
+        self._check_batch(len(items))
+        rows: list = [None] * len(items)
         with_images = []
         for i, item in enumerate(items):
             content = item.WhichOneof("content")
             if content == "vector":
-                if len(item.vector.values) != collection.spec.dimension:
-                    raise InvalidArgument(
-                        f"items[{i}].vector has dimension {len(item.vector.values)}, "
-                        f"collection {collection.spec.name!r} has {collection.spec.dimension}"
-                    )
-                vectors[i] = item.vector.values
+                _check_model(collection.spec, item.vector, f"items[{i}].vector")
+                rows[i] = item.vector.values
             elif content == "image":
                 with_images.append(i)
             else:
-                raise InvalidArgument(f"items[{i}] has neither a vector nor an image")
+                raise InvalidArgument(
+                    f"items[{i}] has neither a vector nor an image", reason=Reason.REQUIRED_FIELD_MISSING, field=f"items[{i}]"
+                )
         if with_images:
-            embedded = self._embed(collection, [items[i].image for i in with_images], [f"items[{i}].image" for i in with_images])
-            vectors[with_images] = embedded
+            images = [items[i].image for i in with_images]
+            embedded = self._embed(collection, images, [f"items[{i}].image" for i in with_images], context)
+            for i, row in zip(with_images, embedded):
+                rows[i] = row
         written = collection.upsert(
-            [item.id for item in items], vectors, [list(item.tags) for item in items], [item.uri for item in items]
+            [item.id for item in items], rows, [list(item.tags) for item in items], [item.uri for item in items]
         )
         return search_pb2.UpsertResponse(upserted=written)
 
@@ -96,11 +86,13 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
         return search_pb2.DeleteResponse(deleted=self.store.get(request.collection).delete(list(request.ids)))
 
     def Get(self, request, context) -> search_pb2.GetResponse:
-        found, missing = self.store.get(request.collection).get(list(request.ids))
+        collection = self.store.get(request.collection)
+        found, missing = collection.get(list(request.ids))
+        model = _model_of(collection.spec)
         return search_pb2.GetResponse(
             items=[
                 search_pb2.StoredItem(
-                    id=item.id, vector=images_pb2.Embedding(values=item.vector.tolist()), tags=item.tags, uri=item.uri
+                    id=item.id, vector=images_pb2.Embedding(values=item.vector.tolist(), model=model), tags=item.tags, uri=item.uri
                 )
                 for item in found
             ],
@@ -110,32 +102,131 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
     def Search(self, request: search_pb2.SearchRequest, context) -> search_pb2.SearchResponse:
         collection = self.store.get(request.collection)
         if not 1 <= request.k <= self.settings.max_k:
-            raise InvalidArgument(f"k must be between 1 and {self.settings.max_k}, got {request.k}")
+            raise InvalidArgument(
+                f"k must be between 1 and {self.settings.max_k}, got {request.k}",
+                reason=Reason.K_OUT_OF_RANGE,
+                field="k",
+                metadata={"limit": self.settings.max_k},
+            )
         exclude: frozenset[str] = frozenset()
         query = request.WhichOneof("query")
         if query == "vector":
+            _check_model(collection.spec, request.vector, "vector")
             vector = np.asarray(request.vector.values, dtype=np.float32)
         elif query == "image":
-            (vector,) = self._embed(collection, [request.image], ["image"])
+            (vector,) = self._embed(collection, [request.image], ["image"], context)
         elif query == "item_id":
             vector = collection.vector_of(request.item_id)
             exclude = frozenset([request.item_id])
         else:
-            raise InvalidArgument("the query needs a vector, an image or an item_id")
+            raise InvalidArgument(
+                "the query needs a vector, an image or an item_id", reason=Reason.REQUIRED_FIELD_MISSING, field="query"
+            )
         tag_filter = TagFilter(
             all_of=tuple(request.filter.all_of), any_of=tuple(request.filter.any_of), none_of=tuple(request.filter.none_of)
         )
         hits = collection.search(vector, int(request.k), tag_filter, exclude)
         return search_pb2.SearchResponse(
-            neighbors=[search_pb2.Neighbor(id=h.id, score=h.score, tags=h.tags, uri=h.uri) for h in hits]
+            neighbors=[search_pb2.Neighbor(id=h.id, score=h.score, tags=h.tags, uri=h.uri) for h in hits],
+            model=_model_of(collection.spec),
+            metric=METRIC_ENUM[collection.spec.metric],
         )
 
-    def _embed(self, collection: Collection, images: list[images_pb2.Image], labels: list[str]) -> np.ndarray:
+    def _check_batch(self, size: int) -> None:
+        if size == 0:
+            raise InvalidArgument("no items in the request", reason=Reason.BATCH_EMPTY, field="items")
+        limit = self.settings.max_batch_size
+        if size > limit:
+            raise InvalidArgument(
+                f"{size} items in one upsert, the limit is {limit}",
+                reason=Reason.BATCH_TOO_LARGE,
+                field="items",
+                metadata={"limit": limit},
+            )
+
+    def _spec(self, request: search_pb2.CreateCollectionRequest, time_left: float) -> CollectionSpec:
+        """The spec to create: the model's size, metric and exact version filled in from the encoder."""
+        dimension, metric, ref = request.dimension, request.metric, request.model
+        if metric != images_pb2.METRIC_UNSPECIFIED and metric not in METRIC_NAME:
+            raise InvalidArgument(f"unknown metric {metric}", reason=Reason.METRIC_INVALID, field="metric")
+        if ref.name or (not ref.version and dimension <= 0):
+            model = self.encoder.model_info(ref, time_left)
+            if dimension and dimension != model.embedding_dim:
+                raise InvalidArgument(
+                    f"dimension {dimension} does not match model {model.model.name} v{model.model.version}, "
+                    f"which makes {model.embedding_dim}-d embeddings",
+                    reason=Reason.DIMENSION_MISMATCH,
+                    field="dimension",
+                )
+            dimension = model.embedding_dim
+            metric = metric or model.metric
+            ref = model.model  # pinned: version 0 becomes the exact version now served
+        elif ref.version:
+            raise InvalidArgument(
+                "model.version is set but model.name is empty", reason=Reason.REQUIRED_FIELD_MISSING, field="model.name"
+            )
+        elif dimension < 0:
+            raise InvalidArgument(f"dimension must be positive, got {dimension}", reason=Reason.DIMENSION_INVALID, field="dimension")
+        return CollectionSpec(
+            name=request.name,
+            dimension=int(dimension),
+            metric=METRIC_NAME[metric or images_pb2.METRIC_COSINE],
+            model_name=ref.name,
+            model_version=int(ref.version),
+        )
+
+    def _embed(self, collection: Collection, images: list[images_pb2.Image], fields: list[str], context) -> np.ndarray:
         spec = collection.spec
         if not spec.model_name:
-            raise FailedPrecondition(f"collection {spec.name!r} has no encoder model; send vectors, not images")
+            raise FailedPrecondition(
+                f"collection {spec.name!r} has no encoder model; send vectors, not images",
+                reason=Reason.COLLECTION_HAS_NO_MODEL,
+                field=fields[0],
+                metadata={"collection": spec.name},
+            )
         ref = images_pb2.ModelRef(name=spec.model_name, version=spec.model_version)
-        return self.encoder.embed(ref, images, labels)
+        return self.encoder.embed(ref, images, fields, context.time_remaining())
+
+
+def _check_model(spec: CollectionSpec, vector: images_pb2.Embedding, field: str) -> None:
+    """A collection that pins a model takes only vectors that name it: same length is not enough."""
+    if not spec.model_name:
+        return
+    pinned = f"{spec.model_name} v{spec.model_version}"
+    if not vector.model.name:
+        raise InvalidArgument(
+            f"{field}.model is required: collection {spec.name!r} holds vectors of model {pinned}",
+            reason=Reason.REQUIRED_FIELD_MISSING,
+            field=f"{field}.model",
+            metadata={"model": spec.model_name, "version": spec.model_version},
+        )
+    if (vector.model.name, vector.model.version) != (spec.model_name, spec.model_version):
+        raise FailedPrecondition(
+            f"{field} was made by model {vector.model.name} v{vector.model.version}, but collection {spec.name!r} "
+            f"holds vectors of model {pinned}; vectors of different models are not comparable",
+            reason=Reason.MODEL_MISMATCH,
+            field=f"{field}.model",
+            metadata={"model": spec.model_name, "version": spec.model_version},
+        )
+
+
+def _satisfies(existing: CollectionSpec, wanted: CollectionSpec, request: search_pb2.CreateCollectionRequest) -> bool:
+    """Whether an existing collection is what a (retried) create asked for; version 0 asked for any."""
+    return (
+        existing.dimension == wanted.dimension
+        and existing.metric == wanted.metric
+        and existing.model_name == wanted.model_name
+        and (request.model.version == 0 or existing.model_version == wanted.model_version)
+    )
+
+
+def _describe(spec: CollectionSpec) -> str:
+    model = f", model {spec.model_name} v{spec.model_version}" if spec.model_name else ""
+    return f"dimension {spec.dimension}, {spec.metric}{model}"
+
+
+def _model_of(spec: CollectionSpec) -> images_pb2.ModelRef | None:
+    return images_pb2.ModelRef(name=spec.model_name, version=spec.model_version) if spec.model_name else None
 
 
 def _collection(info: CollectionInfo) -> search_pb2.Collection:
@@ -143,7 +234,7 @@ def _collection(info: CollectionInfo) -> search_pb2.Collection:
     return search_pb2.Collection(
         name=spec.name,
         dimension=spec.dimension,
-        metric=METRIC_ENUMS[spec.metric],
-        model=images_pb2.ModelRef(name=spec.model_name, version=spec.model_version),
+        metric=METRIC_ENUM[spec.metric],
+        model=_model_of(spec),
         size=info.size,
     )

@@ -13,7 +13,9 @@ class SearchSettings(BaseSettings):
     port: int = Field(50052, description="TCP port; 0 picks a free one")
     data_dir: Path = Field(Path("data/search"), description="where collections keep their logs and snapshots")
     encoder_address: str = Field("localhost:50051", description="the encoder service, for searches and upserts by image")
-    encoder_timeout_seconds: float = Field(30.0, description="deadline of each call to the encoder service")
+    encoder_timeout_seconds: float = Field(
+        30.0, description="longest a call to the encoder service may take; a call gets less when its caller's deadline is nearer"
+    )
     fsync: bool = Field(True, description="fsync the write-ahead log before acknowledging a write")
     snapshot_every: int = Field(10_000, description="write a snapshot after this many logged writes")
     max_batch_size: int = Field(256, description="most items in one upsert")

@@ -13,8 +13,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from encoder_service.server import create_server
 from encoder_service.settings import EncoderSettings
 from lookalike.client import EncoderClient
+from lookalike.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted, Unavailable, from_rpc_error
 from lookalike.preprocessing import Preprocessing, preprocess
-from lookalike.v1 import images_pb2
+from lookalike.v1 import encoder_pb2, encoder_pb2_grpc, images_pb2
 from tests.conftest import png_bytes
 from tests.onnx_factory import write_linear_model
 
@@ -54,43 +55,85 @@ def test_reconstruct_returns_png_images_of_the_input_size(encoder, digit_pngs):
 
 
 @pytest.mark.parametrize(
-    "image, expected",
+    "image, field, reason, expected",
     [
-        (b"", "images[1]: empty image"),
-        (b"definitely not an image", "images[1]: not a recognisable image"),
-        (b"\x00\x00\x00\x18ftypheic" + bytes(40), "images[1]: HEIC images are not supported"),
-        (np.zeros((3, 28, 28), np.float32), "images[1]: tensor shape [3, 28, 28] does not match"),
+        (b"", "images[1].encoded", "IMAGE_EMPTY", "empty image"),
+        (b"definitely not an image", "images[1].encoded", "IMAGE_UNDECODABLE", "not a recognisable image"),
+        (b"\x00\x00\x00\x18ftypheic" + bytes(40), "images[1].encoded", "IMAGE_FORMAT_UNSUPPORTED", "HEIC images are not supported"),
+        (np.zeros((3, 28, 28), np.float32), "images[1].tensor.shape", "TENSOR_SHAPE_MISMATCH", "tensor shape [3, 28, 28] does not match"),
     ],
 )
-def test_bad_images_are_invalid_argument_naming_the_image(encoder, digit_pngs, image, expected):
-    with pytest.raises(grpc.RpcError) as raised:
+def test_bad_images_are_invalid_argument_naming_the_field_and_reason(encoder, digit_pngs, image, field, reason, expected):
+    with pytest.raises(InvalidArgument) as raised:
         encoder.embed([digit_pngs[0], image])
-    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert expected in raised.value.details()
+    error = raised.value
+    assert error.code == grpc.StatusCode.INVALID_ARGUMENT and error.reason == reason
+    assert [(v.field, v.reason) for v in error.field_violations] == [(field, reason)]
+    assert expected in error.field_violations[0].description and error.message.startswith(f"{field}: ")
     assert encoder.embed(digit_pngs[:1])[0].shape == (1, 16)  # still serving
 
 
+def test_every_bad_image_of_a_batch_is_named_at_once(encoder, digit_pngs):
+    with pytest.raises(InvalidArgument) as raised:
+        encoder.embed([b"", digit_pngs[0], b"junk", digit_pngs[1], digit_pngs[2][:60]])
+    violations = raised.value.field_violations
+    assert [(v.field, v.reason) for v in violations] == [
+        ("images[0].encoded", "IMAGE_EMPTY"),
+        ("images[2].encoded", "IMAGE_UNDECODABLE"),
+        ("images[4].encoded", "IMAGE_UNDECODABLE"),
+    ]
+    assert raised.value.message.startswith("3 fields are invalid")
+
+
+def test_the_rich_status_reaches_a_raw_grpc_client(encoder_address):
+    """What any language's client sees: google.rpc.Status details in the trailers."""
+    from google.rpc import error_details_pb2
+    from grpc_status import rpc_status
+
+    with grpc.insecure_channel(encoder_address) as channel:
+        stub = encoder_pb2_grpc.EncoderStub(channel)
+        with pytest.raises(grpc.RpcError) as raised:
+            stub.Embed(encoder_pb2.EmbedRequest(images=[images_pb2.Image(encoded=b"")]), timeout=10)
+    status = rpc_status.from_call(raised.value)
+    info, bad_request = error_details_pb2.ErrorInfo(), error_details_pb2.BadRequest()
+    assert status.details[0].Unpack(info) and status.details[1].Unpack(bad_request)
+    assert (info.domain, info.reason) == ("lookalike.v1", "IMAGE_EMPTY")
+    assert [(v.field, v.reason) for v in bad_request.field_violations] == [("images[0].encoded", "IMAGE_EMPTY")]
+
+
 def test_truncated_and_oversized_images_are_refused(encoder, digit_pngs):
-    with pytest.raises(grpc.RpcError) as truncated:
+    with pytest.raises(InvalidArgument) as truncated:
         encoder.embed([digit_pngs[0][:60]])
-    assert truncated.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert truncated.value.reason == "IMAGE_UNDECODABLE"
     huge = png_bytes(np.zeros((7000, 6000), np.uint8))  # 42 MP of black compresses to a few kB
-    with pytest.raises(grpc.RpcError) as oversized:
+    with pytest.raises(InvalidArgument) as oversized:
         encoder.embed([huge])
-    assert oversized.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "over the limit of 40000000" in oversized.value.details()
+    assert oversized.value.reason == "IMAGE_TOO_LARGE" and oversized.value.metadata == {"limit": "40000000"}
+    assert "over the limit of 40000000" in oversized.value.message
 
 
-def test_limits_and_unknown_models(encoder, digit_pngs):
-    with pytest.raises(grpc.RpcError) as too_many:
+def test_limits_are_invalid_argument_and_unknown_models_not_found(encoder, digit_pngs):
+    with pytest.raises(InvalidArgument) as too_many:
         encoder.embed(digit_pngs[:65])
-    assert too_many.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-    with pytest.raises(grpc.RpcError) as unknown:
+    assert too_many.value.reason == "BATCH_TOO_LARGE" and too_many.value.metadata == {"limit": "64"}
+    assert [v.field for v in too_many.value.field_violations] == ["images"]
+    with pytest.raises(NotFound) as unknown:
         encoder.embed(digit_pngs[:1], model="nope")
-    assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
-    with pytest.raises(grpc.RpcError) as wrong_width:
+    assert unknown.value.reason == "MODEL_NOT_FOUND"
+    with pytest.raises(InvalidArgument) as wrong_width:
         encoder.reconstruct(np.zeros((1, 3), np.float32))
-    assert wrong_width.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert [(v.field, v.reason) for v in wrong_width.value.field_violations] == [("embeddings[0].values", "DIMENSION_MISMATCH")]
+
+
+def test_reconstruct_refuses_an_embedding_of_another_model(encoder, digit_pngs):
+    request = encoder_pb2.ReconstructRequest(
+        embeddings=[images_pb2.Embedding(values=[0.0] * 16, model=images_pb2.ModelRef(name="tiny", version=7))]
+    )
+    with pytest.raises(grpc.RpcError) as raised:
+        encoder.stub.Reconstruct(request, timeout=10)
+    error = from_rpc_error(raised.value)
+    assert isinstance(error, FailedPrecondition) and error.reason == "MODEL_MISMATCH"
+    assert error.field_violations[0].field == "embeddings[0].model"
 
 
 def test_message_over_the_limit_is_resource_exhausted(model_repository):
@@ -99,9 +142,9 @@ def test_message_over_the_limit_is_resource_exhausted(model_repository):
     server.start()
     try:
         with EncoderClient(f"127.0.0.1:{port}", timeout=10) as client:
-            with pytest.raises(grpc.RpcError) as raised:
+            with pytest.raises(ResourceExhausted) as raised:
                 client.embed([bytes(4096)])
-            assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert raised.value.reason == ""  # gRPC's own refusal: no details
     finally:
         server.stop(None)
 
@@ -117,9 +160,9 @@ def test_health_is_not_serving_without_models_and_serving_once_one_appears(tmp_p
             request = health_pb2.HealthCheckRequest(service="lookalike.v1.Encoder")
             assert health.Check(request, timeout=5).status == health_pb2.HealthCheckResponse.NOT_SERVING
             with EncoderClient(f"127.0.0.1:{port}") as client:
-                with pytest.raises(grpc.RpcError) as raised:
+                with pytest.raises(Unavailable) as raised:
                     client.embed(digit_pngs[:1])
-                assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+                assert raised.value.reason == "MODELS_LOADING" and str(repository) not in raised.value.message
                 write_linear_model(repository)
                 client.wait_until_serving(10)
                 assert client.embed(digit_pngs[:1])[1].version == 1

@@ -1,0 +1,91 @@
+"""The client package is thin: it loads no server, ONNX Runtime, ScaNN or torch, and a virtual
+environment with `pip install lookalike` alone (no extras) searches a running server."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import pytest
+
+from lookalike.client import ItemToUpsert
+
+ROOT = Path(__file__).resolve().parent.parent
+FORBIDDEN = ("encoder_service", "search_service", "server_toolkit", "training", "lookalike_cli", "scann", "onnxruntime", "onnx", "torch")
+
+
+def test_importing_every_client_module_loads_no_server_and_no_engine():
+    script = """
+import importlib, json, pkgutil, sys
+import lookalike
+for module in pkgutil.walk_packages(lookalike.__path__, "lookalike."):
+    importlib.import_module(module.name)
+print(json.dumps(sorted(sys.modules)))
+"""
+    loaded = json.loads(subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True, cwd=ROOT).stdout)
+    assert "lookalike.client" in loaded and "lookalike.v1.search_pb2_grpc" in loaded  # the walk did import them
+    offenders = [m for m in loaded if m.split(".")[0] in FORBIDDEN]
+    assert offenders == []
+
+
+CLIENT_SCRIPT = """
+import importlib.util, json, sys
+from lookalike import ItemToUpsert, SearchClient
+from lookalike.errors import NotFound
+address, image_path = sys.argv[1:]
+with SearchClient(address, timeout=20) as client:
+    client.create_collection("thin", allow_existing=True)
+    client.upsert("thin", [ItemToUpsert(id="x", image=open(image_path, "rb").read())])
+    hits = client.search("thin", image=open(image_path, "rb").read(), k=1)
+    try:
+        client.get_collection("nope")
+        missing = None
+    except NotFound as error:
+        missing = error.reason
+print(json.dumps({
+    "first": hits[0].id,
+    "model": hits.model.name,
+    "missing": missing,
+    "engines": [m for m in ("onnxruntime", "scann", "torch", "grpc_reflection") if importlib.util.find_spec(m)],
+}))
+"""
+
+
+@pytest.mark.timeout(600)
+def test_a_client_only_virtual_environment_searches_a_running_server(tmp_path, search_address, digit_pngs):
+    environment = tmp_path / "client-venv"
+    venv.EnvBuilder(with_pip=True).create(environment)
+    python = environment / "bin" / "python"
+    install = subprocess.run(
+        [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", str(ROOT)], capture_output=True, text=True
+    )
+    assert install.returncode == 0, install.stderr[-3000:]
+    image = tmp_path / "digit.png"
+    image.write_bytes(digit_pngs[0])
+    # cwd: not the checkout, whose lookalike/ would shadow the installed package.
+    run = subprocess.run([python, "-c", CLIENT_SCRIPT, search_address, str(image)], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert json.loads(run.stdout) == {"first": "x", "model": "tiny", "missing": "COLLECTION_NOT_FOUND", "engines": []}
+    # The client commands work there too: `lookalike query` prints its table.
+    query = subprocess.run(
+        [environment / "bin" / "lookalike", "query", str(image), "--search", search_address, "--collection", "thin", "-k", "1"],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+    )
+    assert query.returncode == 0, query.stderr[-3000:]
+    assert query.stdout.splitlines()[1].split()[2] == "x"
+
+
+def test_clients_accept_a_channel_the_caller_owns(search_address):
+    import grpc
+
+    from lookalike.client import SearchClient
+
+    with grpc.insecure_channel(search_address) as channel:
+        client = SearchClient(channel, timeout=10)
+        client.create_collection("own-channel", dimension=2)
+        assert client.upsert("own-channel", [ItemToUpsert(id="a", vector=[1, 0])]) == 1
+        client.close()  # a channel the caller owns stays open
+        assert [c.name for c in client.list_collections()] == ["own-channel"]
