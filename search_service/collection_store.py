@@ -4,8 +4,10 @@ Creating writes the new collection's `collection.json` in a hidden staging direc
 renames it into place; deleting renames the directory to a hidden name before removing it.
 Either way a crash leaves a whole collection or none, and hidden leftovers are removed on
 the next start. A collection that fails to load (a corrupt log or snapshot) is not served
-and not silently emptied: it is logged, reported by `failed()`, and every call naming it
-raises FailedPrecondition until an operator repairs or deletes it.
+and not silently emptied: it is logged (with its path and the exception), reported by
+`failed()`, and every call naming it raises FailedPrecondition (COLLECTION_DAMAGED) until an
+operator repairs or deletes it. Clients never see why in detail: the exception text can hold
+the server's paths, and the server log has it.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ import threading
 import uuid
 from pathlib import Path
 
-from lookalike.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from lookalike.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Reason, Unavailable
+from lookalike.model_format import is_model_name
 from search_service.collection import METRICS, Collection, CollectionInfo, CollectionSpec
 from search_service.vector_index import IndexPolicy
 from server_toolkit.durable_files import fsync_directory, write_atomically
@@ -29,26 +32,45 @@ logger = logging.getLogger(__name__)
 MAX_DIMENSION = 65_536
 SPEC_FILE = "collection.json"
 SPEC_FORMAT = 1
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}", re.ASCII)
-_MODEL_NAME = re.compile(r"[A-Za-z0-9_.-]{1,128}", re.ASCII)
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}", re.ASCII)  # Collection.name in search.proto
 
 
 def validate_spec(spec: CollectionSpec) -> None:
-    """InvalidArgument naming what is wrong with a spec to create."""
+    """InvalidArgument naming what is wrong with a spec to create, at its field in the request."""
     if not isinstance(spec.name, str) or not _NAME.fullmatch(spec.name):
         raise InvalidArgument(
             f"collection name {spec.name!r} is invalid: use 1 to 128 letters, digits, '_', '-' and '.', "
-            "starting with a letter or digit"
+            "starting with a letter or digit",
+            reason=Reason.NAME_INVALID,
+            field="name",
         )
     dimension = spec.dimension
     if isinstance(dimension, bool) or not isinstance(dimension, int) or not 1 <= dimension <= MAX_DIMENSION:
-        raise InvalidArgument(f"dimension must be an integer from 1 to {MAX_DIMENSION}, got {spec.dimension!r}")
+        raise InvalidArgument(
+            f"dimension must be an integer from 1 to {MAX_DIMENSION}, got {spec.dimension!r}",
+            reason=Reason.DIMENSION_INVALID,
+            field="dimension",
+            metadata={"limit": MAX_DIMENSION},
+        )
     if spec.metric not in METRICS:
-        raise InvalidArgument(f"metric must be one of {', '.join(METRICS)}, got {spec.metric!r}")
-    if not isinstance(spec.model_name, str) or (spec.model_name and not _MODEL_NAME.fullmatch(spec.model_name)):
-        raise InvalidArgument(f"model name {spec.model_name!r} is invalid: use letters, digits, '_', '-' and '.'")
+        raise InvalidArgument(
+            f"metric must be one of {', '.join(METRICS)}, got {spec.metric!r}",
+            reason=Reason.METRIC_INVALID,
+            field="metric",
+        )
+    if not isinstance(spec.model_name, str) or (spec.model_name and not is_model_name(spec.model_name)):
+        raise InvalidArgument(
+            f"model name {spec.model_name!r} is invalid: use 1 to 128 letters, digits, '_', '-' and '.', "
+            "starting with a letter or digit",
+            reason=Reason.NAME_INVALID,
+            field="model.name",
+        )
     if isinstance(spec.model_version, bool) or not isinstance(spec.model_version, int) or spec.model_version < 0:
-        raise InvalidArgument(f"model version must be a non-negative integer, got {spec.model_version!r}")
+        raise InvalidArgument(
+            f"model version must be a non-negative integer, got {spec.model_version!r}",
+            reason=Reason.NAME_INVALID,  # errors.proto has no reason of its own for a version
+            field="model.version",
+        )
 
 
 def _spec_to_json(spec: CollectionSpec) -> bytes:
@@ -121,7 +143,11 @@ class CollectionStore:
             self._check_open()
             path = self._root / spec.name
             if spec.name in self._collections or spec.name in self._failed or path.exists():
-                raise AlreadyExists(f"collection '{spec.name}' already exists")
+                raise AlreadyExists(
+                    f"collection '{spec.name}' already exists",
+                    reason=Reason.COLLECTION_EXISTS,
+                    metadata={"collection": spec.name},
+                )
             staging = self._root / f".creating-{spec.name}-{uuid.uuid4().hex}"
             staging.mkdir()
             try:
@@ -144,8 +170,12 @@ class CollectionStore:
             if collection is not None:
                 return collection
             if name in self._failed:
-                raise FailedPrecondition(f"collection '{name}' could not be loaded: {self._failed[name]}")
-            raise NotFound(f"collection '{name}' not found")
+                raise FailedPrecondition(
+                    f"collection '{name}' is damaged: its files could not be loaded; see the server log",
+                    reason=Reason.COLLECTION_DAMAGED,
+                    metadata={"collection": name},
+                )
+            raise _not_found(name)
 
     def list(self) -> list[CollectionInfo]:
         """Every loaded collection, sorted by name."""
@@ -154,7 +184,7 @@ class CollectionStore:
             return [self._collections[name].info() for name in sorted(self._collections)]
 
     def failed(self) -> dict[str, str]:
-        """The collections that could not be loaded, with why."""
+        """The collections that could not be loaded, with why (for the server log: may hold paths)."""
         with self._lock:
             return dict(self._failed)
 
@@ -164,7 +194,7 @@ class CollectionStore:
             self._check_open()
             collection = self._collections.pop(name, None)
             if collection is None and self._failed.pop(name, None) is None:
-                raise NotFound(f"collection '{name}' not found")
+                raise _not_found(name)
             if collection is not None:
                 collection.drop()
             doomed = self._root / f".deleted-{name}-{uuid.uuid4().hex}"
@@ -188,7 +218,9 @@ class CollectionStore:
 
     def _check_open(self) -> None:
         if self._closed:
-            raise FailedPrecondition("the collection store is closed")
+            raise Unavailable(
+                "the collection store is closed: the server is shutting down", reason=Reason.SHUTTING_DOWN
+            )
 
     def _open(self, path: Path, spec: CollectionSpec) -> Collection:
         return Collection(
@@ -202,5 +234,11 @@ class CollectionStore:
                 raise ValueError(f"{SPEC_FILE} names the collection {spec.name!r}")
             self._collections[spec.name] = self._open(path, spec)
         except Exception as e:  # one bad collection must not keep the others from being served
-            logger.exception("collection %r could not be loaded; it is not served until repaired or deleted", path.name)
+            logger.exception(
+                "collection %r at %s could not be loaded; it is not served until repaired or deleted", path.name, path
+            )
             self._failed[path.name] = f"{type(e).__name__}: {e}"
+
+
+def _not_found(name: str) -> NotFound:
+    return NotFound(f"collection '{name}' not found", reason=Reason.COLLECTION_NOT_FOUND, metadata={"collection": name})

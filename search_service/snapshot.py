@@ -6,6 +6,10 @@
 vector bytes. The file is written under a temporary name, fsynced, renamed into place and
 the directory fsynced, so a reader sees a whole snapshot or none; older snapshots are
 deleted only after the new one is durable.
+
+An unreadable newest snapshot is SnapshotCorrupted (COLLECTION_DAMAGED), whose message names
+the file but not its directory: it may reach a client. The cause, path and all, is chained
+for the server log.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lookalike.errors import FailedPrecondition
+from lookalike.errors import FailedPrecondition, Reason
 from server_toolkit import durable_files
 from server_toolkit.durable_files import fsync_directory, numbered_files, write_atomically
 
@@ -77,6 +81,7 @@ def load_latest_snapshot(directory: Path, *, dimension: int) -> SnapshotData | N
     if not snapshots:
         return None
     seq, path = snapshots[-1]
+    cause = None
     try:
         with np.load(path, allow_pickle=False) as archive:
             meta = json.loads(archive["meta"].tobytes().decode("utf-8"))
@@ -92,10 +97,16 @@ def load_latest_snapshot(directory: Path, *, dimension: int) -> SnapshotData | N
             problem = "vector checksum mismatch"
         elif not len(meta["ids"]) == len(meta["tags"]) == len(meta["uris"]) == meta["count"]:
             problem = "ids, tags and uris differ in length"
-    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as e:
-        problem = f"{type(e).__name__}: {e}"
+    except OSError as e:
+        problem, cause = f"{type(e).__name__}: {e.strerror or 'I/O error'}", e  # str(e) names the path
+    except (ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as e:
+        problem, cause = f"{type(e).__name__}: {e}", e
     if problem is not None:
-        raise SnapshotCorrupted(f"snapshot {path} is unreadable: {problem}")
+        raise SnapshotCorrupted(
+            f"snapshot {path.name} is unreadable: {problem}",
+            reason=Reason.COLLECTION_DAMAGED,
+            metadata={"collection": directory.name},  # a collection's directory bears its name
+        ) from cause
     return SnapshotData(
         seq=seq,
         ids=list(meta["ids"]),

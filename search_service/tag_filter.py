@@ -3,8 +3,9 @@
 A filter keeps the items whose tags satisfy every clause that is set: all of `all_of`,
 at least one of `any_of` (when it is not empty), none of `none_of`. The index maps each
 tag to the ids carrying it, so a selective filter yields its matching ids without looking
-at every item; the collection then decides between an exact scan over those items and an
-overfetching ScaNN search (see `Collection.search`).
+at every item. The collection turns those into the search's candidates; the vector index
+then decides between an exact scan over them and an overfetching ScaNN search (see
+`VectorIndex.search`).
 """
 
 from __future__ import annotations

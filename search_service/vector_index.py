@@ -1,5 +1,14 @@
 """The vectors of one collection, by id, and the ScaNN searcher over them.
 
+Search (`VectorIndex.search`), given the items a search may return (`Candidates`, all when None):
+- few candidates (at most `exact_scan_rows`, or `exact_scan_fraction` of the collection):
+  an exact numpy scan over their rows;
+- otherwise ScaNN, asked for k results, or with a filter for more in proportion to how rare
+  candidates are, widening 4x until k of them are found; past `widen_fraction` of the
+  collection, when a tree search comes back short, or without a searcher: the exact scan.
+With a brute-force searcher every result is therefore exact; with a tree it is as
+approximate as an unfiltered search.
+
 Row r of one float32 matrix (grown by doubling) holds the vector of item `ids[r]`. A delete
 moves the last row into the hole, which is exactly what ScaNN's own delete does to its
 datapoints, so ScaNN's datapoint index always equals our row and results map back to ids
@@ -27,7 +36,7 @@ import dataclasses
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Set
 
 import numpy as np
 from scann.scann_ops.py import scann_ops_pybind
@@ -52,6 +61,16 @@ class IndexPolicy:
     exact_scan_fraction: float = 0.05  # ...as is one matching at most this share of the collection
     widen_fraction: float = 0.25  # overfetching past this share of the collection scans exactly instead
     training_threads: int = 0  # ScaNN's training threads; 0 lets ScaNN decide
+
+
+@dataclasses.dataclass(frozen=True)
+class Candidates:
+    """The items a search may return, when not all of them; made by `VectorIndex.candidates_*`
+    and valid until the next write."""
+
+    count: int
+    accept: Callable[[str], bool]  # is this id one of them?
+    rows: Callable[[], np.ndarray]  # their rows, int64; computed only for an exact scan
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,12 +105,6 @@ class VectorIndex:
 
     def __contains__(self, item_id: object) -> bool:
         return item_id in self._rows
-
-    def row_of(self, item_id: str) -> int | None:
-        return self._rows.get(item_id)
-
-    def id_at(self, row: int) -> str:
-        return self._ids[row]
 
     def ids(self) -> list[str]:
         return list(self._ids)
@@ -234,63 +247,69 @@ class VectorIndex:
 
     # --- search ---
 
-    def prepare_query(self, query: np.ndarray) -> np.ndarray:
-        """float32 (dimension,), normalised for cosine; the caller checked shape, finiteness, norm."""
+    def candidates_among(self, ids: Set[str]) -> Candidates:
+        """The items in `ids`, each of which must be in the index."""
+        return Candidates(
+            count=len(ids),
+            accept=ids.__contains__,
+            rows=lambda: np.fromiter((self._rows[i] for i in ids), np.int64, len(ids)),
+        )
+
+    def candidates_except(self, ids: Set[str]) -> Candidates:
+        """Every item but those in `ids`, each of which must be in the index."""
+        size = len(self._ids)
+
+        def rows() -> np.ndarray:
+            keep = np.ones(size, bool)
+            keep[np.fromiter((self._rows[i] for i in ids), np.int64, len(ids))] = False
+            return np.flatnonzero(keep)
+
+        return Candidates(count=size - len(ids), accept=lambda item_id: item_id not in ids, rows=rows)
+
+    def search(self, query: np.ndarray, k: int, candidates: Candidates | None = None) -> list[tuple[str, float]]:
+        """The k items nearest to `query` among `candidates` (every item when None), best first,
+        as (id, score); fewer when fewer exist. The caller checked the query's shape, values and
+        norm. The policy is the module docstring's."""
+        size = len(self._ids)
+        count = size if candidates is None else candidates.count
+        if count <= 0:
+            return []
+        query = self._prepare_query(query)
+        policy = self.policy
+        few = candidates is not None and count <= max(policy.exact_scan_rows, policy.exact_scan_fraction * size)
+        if not few and self._searcher is not None:
+            found = self._scann_search(query, k, candidates)
+            if found is not None:
+                return found
+        return self._pairs(*self._exact(query, k, None if candidates is None else candidates.rows()))
+
+    def _scann_search(self, query: np.ndarray, k: int, candidates: Candidates | None) -> list[tuple[str, float]] | None:
+        """ScaNN's k best among `candidates`, overfetching and widening as the module docstring
+        says; None when the exact scan must answer instead."""
+        size = len(self._ids)
+        if candidates is None:
+            fetch = min(k, size)
+        else:
+            fetch = min(size, max(k, math.ceil(1.5 * k * size / candidates.count)) + 8)
+        while True:
+            rows, scores = self._approximate(query, fetch)
+            hit_rows, hit_scores = rows, scores
+            if candidates is not None:
+                keep = np.fromiter((candidates.accept(self._ids[r]) for r in rows.tolist()), bool, len(rows))
+                hit_rows, hit_scores = rows[keep], scores[keep]
+            if len(hit_rows) >= k or len(rows) >= size:
+                return self._pairs(hit_rows[:k], hit_scores[:k])
+            # A tree search can come back short when the leaves it scanned hold fewer than asked for.
+            if len(rows) < fetch or fetch >= size or fetch * 4 > size * self.policy.widen_fraction:
+                return None
+            fetch = min(size, fetch * 4)
+
+    def _prepare_query(self, query: np.ndarray) -> np.ndarray:
+        """float32 (dimension,), normalised for cosine."""
         query = np.asarray(query, dtype=np.float32).reshape(self.dimension)
         if self.metric == "cosine":
             query = (query.astype(np.float64) / np.linalg.norm(query.astype(np.float64))).astype(np.float32)
         return query
-
-    def nearest(self, query: np.ndarray, k: int) -> list[tuple[str, float]]:
-        """The k nearest items (fewer when the index is smaller), best first, as (id, score)."""
-        size = len(self._ids)
-        if size == 0:
-            return []
-        k = min(k, size)
-        if self._searcher is not None:
-            rows, scores = self._approximate(query, k)
-            if len(rows) >= k:
-                return self._pairs(rows[:k], scores[:k])
-            # A tree search can come back short when the leaves it scanned hold fewer than k.
-        return self._pairs(*self._exact(query, k, None))
-
-    def nearest_among(self, query: np.ndarray, k: int, rows: np.ndarray) -> list[tuple[str, float]]:
-        """The exact k nearest among `rows`, best first."""
-        if len(rows) == 0:
-            return []
-        return self._pairs(*self._exact(query, k, np.asarray(rows, dtype=np.int64)))
-
-    def nearest_matching(
-        self,
-        query: np.ndarray,
-        k: int,
-        accept: Callable[[str], bool],
-        matching: int,
-        matching_rows: Callable[[], np.ndarray],
-    ) -> list[tuple[str, float]]:
-        """The k nearest items that `accept` (of which there are `matching`), best first.
-
-        Overfetches from ScaNN in proportion to how rare matches are and widens 4x at a time
-        until k matches are found or every item was scored; beyond `widen_fraction` of the
-        collection (or when a tree search returns short) it scans `matching_rows()` exactly.
-        With a brute-force searcher the result is therefore exact; with a tree it is as
-        approximate as an unfiltered search.
-        """
-        size = len(self._ids)
-        if size == 0 or matching <= 0:
-            return []
-        if self._searcher is not None:
-            fetch = min(size, max(k, math.ceil(1.5 * k * size / matching)) + 8)
-            while True:
-                rows, scores = self._approximate(query, fetch)
-                pairs = zip(rows.tolist(), scores.tolist())
-                hits = [(self._ids[r], s) for r, s in pairs if accept(self._ids[r])]
-                if len(hits) >= k or len(rows) >= size:
-                    return hits[:k]
-                if len(rows) < fetch or fetch >= size or fetch * 4 > size * self.policy.widen_fraction:
-                    break
-                fetch = min(size, fetch * 4)
-        return self.nearest_among(query, k, matching_rows())
 
     def _approximate(self, query: np.ndarray, fetch: int) -> tuple[np.ndarray, np.ndarray]:
         searcher = self._searcher

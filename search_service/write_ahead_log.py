@@ -18,6 +18,12 @@ On replay, a bad record at the end of the newest file is a write torn by a crash
 never acknowledged, so it is truncated away with a warning. A bad record followed by a good
 one, a gap in the sequence numbers, or a bad record in an older file is corruption: the
 log refuses to load (`LogCorrupted`) rather than silently dropping acknowledged writes.
+
+What a failed append does to the caller: a full disk is ResourceExhausted (STORAGE_FULL;
+the partial record is cut off, so a retry once there is room succeeds); a failed fsync, or a
+partial record that could not be cut off, leaves the file in doubt, and every later append
+is FailedPrecondition (COLLECTION_DAMAGED) until a restart re-reads the file. Messages name
+log files but never their directory: they may reach a client.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lookalike.errors import FailedPrecondition, ResourceExhausted
+from lookalike.errors import FailedPrecondition, Reason, ResourceExhausted
 from server_toolkit.durable_files import fsync_directory, numbered_files
 
 logger = logging.getLogger(__name__)
@@ -48,6 +54,12 @@ _FILE_NAME = re.compile(r"wal-(\d{20})\.log")
 
 class LogCorrupted(FailedPrecondition):
     """The log is damaged somewhere other than a torn last record; loading it could lose writes."""
+
+
+def _corrupted(label: str, problem: str) -> LogCorrupted:
+    return LogCorrupted(
+        f"collection '{label}': {problem}", reason=Reason.COLLECTION_DAMAGED, metadata={"collection": label}
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -211,15 +223,14 @@ class WriteAheadLog:
         for index, (first_seq, path) in enumerate(files):
             if expected is None:
                 if first_seq > after_seq + 1:
-                    raise LogCorrupted(
-                        f"collection '{label}': the log starts at record {first_seq} but the snapshot ends at "
-                        f"{after_seq}; records in between are missing"
+                    raise _corrupted(
+                        label,
+                        f"the log starts at record {first_seq} but the snapshot ends at {after_seq}; "
+                        "records in between are missing",
                     )
             elif first_seq != expected and first_seq > after_seq + 1:
                 # A gap at or below the snapshot is harmless (those records are in the snapshot).
-                raise LogCorrupted(
-                    f"collection '{label}': log file {path.name} starts at record {first_seq}, expected {expected}"
-                )
+                raise _corrupted(label, f"log file {path.name} starts at record {first_seq}, expected {expected}")
             expected = first_seq
             is_newest = index == len(files) - 1
             end = 0
@@ -228,13 +239,12 @@ class WriteAheadLog:
                     try:
                         record = decode_payload(payload)
                     except (ValueError, KeyError, TypeError, struct.error) as e:
-                        raise LogCorrupted(
-                            f"collection '{label}': record at byte {offset} of {path.name} is unreadable: {e}"
-                        ) from e
+                        raise _corrupted(label, f"record at byte {offset} of {path.name} is unreadable: {e}") from e
                     if record.seq != expected:
-                        raise LogCorrupted(
-                            f"collection '{label}': record at byte {offset} of {path.name} has sequence number "
-                            f"{record.seq}, expected {expected}"
+                        raise _corrupted(
+                            label,
+                            f"record at byte {offset} of {path.name} has sequence number {record.seq}, "
+                            f"expected {expected}",
                         )
                     expected += 1
                     end = offset + _FRAME.size + len(payload)
@@ -245,9 +255,10 @@ class WriteAheadLog:
                 following = _good_frame_after(path, bad.offset)
                 if not is_newest or following is not None:
                     where = f"; a good record follows at byte {following}" if following is not None else ""
-                    raise LogCorrupted(
-                        f"collection '{label}': {path.name} is corrupt at byte {bad.offset} ({bad.reason}){where}; "
-                        "refusing to load rather than drop acknowledged writes"
+                    raise _corrupted(
+                        label,
+                        f"{path.name} is corrupt at byte {bad.offset} ({bad.reason}){where}; "
+                        "refusing to load rather than drop acknowledged writes",
                     ) from None
                 size = path.stat().st_size
                 logger.warning(
@@ -339,7 +350,9 @@ class WriteAheadLog:
         if self._failure is not None:
             raise FailedPrecondition(
                 f"the write-ahead log of collection '{self._label}' is not writable ({self._failure}); "
-                "restart the search service to recover from disk"
+                "restart the search service to recover from disk",
+                reason=Reason.COLLECTION_DAMAGED,
+                metadata={"collection": self._label},
             )
 
     def _append(self, encode: Callable[[int], bytes]) -> int:
@@ -360,7 +373,7 @@ class WriteAheadLog:
             except OSError as truncate_error:
                 self._failure = f"a failed append could not be rolled back: {truncate_error}"
             if e.errno == errno.ENOSPC:
-                raise ResourceExhausted(f"no space left on the device for collection '{self._label}'") from e
+                raise self._disk_full() from e
             raise
         if self._fsync:
             try:
@@ -370,8 +383,15 @@ class WriteAheadLog:
                 # problem); refuse further writes until a restart re-reads the file.
                 self._failure = f"fsync failed: {e}"
                 if e.errno == errno.ENOSPC:
-                    raise ResourceExhausted(f"no space left on the device for collection '{self._label}'") from e
+                    raise self._disk_full() from e
                 raise
         self._active_size = start + len(frame)
         self._last_seq = seq
         return seq
+
+    def _disk_full(self) -> ResourceExhausted:
+        return ResourceExhausted(
+            f"no space left on the device for collection '{self._label}'",
+            reason=Reason.STORAGE_FULL,
+            metadata={"collection": self._label},
+        )

@@ -188,7 +188,7 @@ def test_the_callers_deadline_travels_to_the_encoder(tmp_path):
             assert error.code == grpc.StatusCode.DEADLINE_EXCEEDED
             assert time.monotonic() - started < 3  # not the 30 s cap
             assert slow.seen.wait(5)
-            assert 0 < slow.time_remaining[0] <= 1.5  # the encoder got the caller's deadline, not 30 s
+            assert 0 < slow.time_remaining[0] < 2  # the caller's 1.5 s (gRPC rounds it up a little), not 30 s
     finally:
         server.stop(None)
         encoder_server.stop(None)

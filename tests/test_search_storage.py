@@ -1,8 +1,9 @@
 """Collections and the store: real files in tmp_path, real ScaNN.
 
-Covers round trips, validation, search under every metric, filters against brute force,
-crash recovery (reopen without close, torn tails, snapshots interrupted at each step),
-the tree index at 25k items, and searches racing writes.
+Covers round trips, validation (every bad field of a batch, with its path and reason),
+errors as data (reasons, no server path in a message), search under every metric, filters
+against brute force, crash recovery (reopen without close, torn tails, snapshots interrupted
+at each step), the tree index at 25k items, and searches racing writes.
 """
 
 from __future__ import annotations
@@ -16,11 +17,25 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lookalike.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from lookalike.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    Reason,
+    Unavailable,
+)
 from search_service import collection as collection_module
 from search_service.collection import Collection, CollectionSpec, TagFilter
 from search_service.collection_store import CollectionStore
-from search_service.snapshot import SnapshotData, list_snapshots, write_snapshot
+from search_service.snapshot import (
+    SnapshotCorrupted,
+    SnapshotData,
+    list_snapshots,
+    load_latest_snapshot,
+    write_snapshot,
+)
 from search_service.vector_index import IndexPolicy
 from search_service.write_ahead_log import WriteAheadLog, list_log_files
 
@@ -73,40 +88,44 @@ def test_create_get_list_and_delete_collections(store, tmp_path):
     assert info.size == 0 and info.spec.model_name == "digits"
     store.create(CollectionSpec("a.x", 3, "dot_product"))
     assert [i.spec.name for i in store.list()] == ["a.x", "b-1"]
-    with pytest.raises(AlreadyExists):
+    with pytest.raises(AlreadyExists) as exists:
         store.create(CollectionSpec("a.x", 3, "cosine"))
-    with pytest.raises(NotFound, match="'nope'"):
+    assert exists.value.reason == Reason.COLLECTION_EXISTS and exists.value.metadata == {"collection": "a.x"}
+    with pytest.raises(NotFound, match="'nope'") as missing:
         store.get("nope")
+    assert missing.value.reason == Reason.COLLECTION_NOT_FOUND and missing.value.metadata == {"collection": "nope"}
 
     handle = store.get("b-1")
     store.delete("b-1")
     assert not (tmp_path / "collections" / "b-1").exists()
-    with pytest.raises(NotFound):
-        store.get("b-1")
-    with pytest.raises(NotFound):
-        store.delete("b-1")
-    with pytest.raises(NotFound):  # a handle held across the delete
-        handle.upsert(["x"], np.ones((1, 4)))
+    for call in (lambda: store.get("b-1"), lambda: store.delete("b-1"), lambda: handle.upsert(["x"], np.ones((1, 4)))):
+        with pytest.raises(NotFound) as deleted:  # the last: a handle held across the delete
+            call()
+        assert deleted.value.reason == Reason.COLLECTION_NOT_FOUND and deleted.value.metadata == {"collection": "b-1"}
     assert [i.spec.name for i in CollectionStore(tmp_path).list()] == ["a.x"]
 
 
 @pytest.mark.parametrize(
-    "spec, message",
+    "spec, field, reason",
     [
-        (CollectionSpec("", 4, "cosine"), "name"),
-        (CollectionSpec("-starts-with-dash", 4, "cosine"), "name"),
-        (CollectionSpec("a/b", 4, "cosine"), "name"),
-        (CollectionSpec("é", 4, "cosine"), "name"),
-        (CollectionSpec("x" * 129, 4, "cosine"), "name"),
-        (CollectionSpec("ok", 0, "cosine"), "dimension"),
-        (CollectionSpec("ok", 65_537, "cosine"), "dimension"),
-        (CollectionSpec("ok", 4, "l1"), "metric"),
-        (CollectionSpec("ok", 4, "cosine", model_version=-1), "model version"),
+        (CollectionSpec("", 4, "cosine"), "name", Reason.NAME_INVALID),
+        (CollectionSpec("-starts-with-dash", 4, "cosine"), "name", Reason.NAME_INVALID),
+        (CollectionSpec("a/b", 4, "cosine"), "name", Reason.NAME_INVALID),
+        (CollectionSpec("é", 4, "cosine"), "name", Reason.NAME_INVALID),
+        (CollectionSpec("x" * 129, 4, "cosine"), "name", Reason.NAME_INVALID),
+        (CollectionSpec("ok", 0, "cosine"), "dimension", Reason.DIMENSION_INVALID),
+        (CollectionSpec("ok", 65_537, "cosine"), "dimension", Reason.DIMENSION_INVALID),
+        (CollectionSpec("ok", 4, "l1"), "metric", Reason.METRIC_INVALID),
+        (CollectionSpec("ok", 4, "cosine", model_name="_hidden"), "model.name", Reason.NAME_INVALID),
+        (CollectionSpec("ok", 4, "cosine", model_name="a/b"), "model.name", Reason.NAME_INVALID),
+        (CollectionSpec("ok", 4, "cosine", model_version=-1), "model.version", Reason.NAME_INVALID),
     ],
 )
-def test_create_rejects_invalid_specs(store, spec, message):
-    with pytest.raises(InvalidArgument, match=message):
+def test_create_rejects_invalid_specs(store, spec, field, reason):
+    with pytest.raises(InvalidArgument, match=field.replace("model.", "model ")) as refused:
         store.create(spec)
+    assert refused.value.reason == reason
+    assert [(v.field, v.reason) for v in refused.value.field_violations] == [(field, reason)]
     assert store.list() == []
 
 
@@ -115,14 +134,22 @@ def test_longest_name_and_largest_dimension_are_accepted(store):
     assert store.get("x" * 128).info().spec.dimension == 65_536
 
 
-def test_closed_store_refuses_calls(tmp_path):
+def test_a_closed_store_is_unavailable_as_when_shutting_down(tmp_path):
     store = CollectionStore(tmp_path)
     collection = make(store)
     store.close()
-    with pytest.raises(FailedPrecondition):
-        store.get("things")
-    with pytest.raises(FailedPrecondition):
-        collection.search(np.zeros(8), 1)
+    calls = [
+        lambda: store.get("things"),
+        lambda: store.list(),
+        lambda: store.create(CollectionSpec("new", 8, "cosine")),
+        lambda: collection.search(np.ones(8), 1),
+        lambda: collection.upsert(["a"], np.ones((1, 8))),
+        lambda: collection.get(["a"]),
+    ]
+    for call in calls:
+        with pytest.raises(Unavailable) as closed:  # clients retry on another replica
+            call()
+        assert closed.value.reason == Reason.SHUTTING_DOWN
 
 
 # --- items --------------------------------------------------------------------------------
@@ -165,44 +192,156 @@ def test_delete_counts_what_existed(store):
 
 def test_vector_of_a_missing_item_is_not_found(store):
     collection = make(store)
-    with pytest.raises(NotFound, match="'ghost'.*'things'"):
+    with pytest.raises(NotFound, match="'ghost'.*'things'") as missing:
         collection.vector_of("ghost")
+    assert missing.value.reason == Reason.ITEM_NOT_FOUND
+    assert missing.value.metadata == {"item_id": "ghost", "collection": "things"}
+    assert [v.field for v in missing.value.field_violations] == ["item_id"]
+
+
+AB, ONES = ["a", "b"], np.ones((2, 8))
 
 
 @pytest.mark.parametrize(
-    "ids, vectors, tags, uris, message",
+    "batch, expected",  # (ids, vectors, tags, uris), (the first violation's field, its reason, the message)
     [
-        (["a", "b"], np.ones((2, 10)), None, None, r"items\[0\]\.vector has dimension 10, collection 'things' has 8"),
-        (["a", "b"], [[1.0] * 8, [1.0] * 7], None, None, r"items\[1\]\.vector has dimension 7"),
-        (["a", "b"], np.array([[1.0] * 8, [np.nan] * 8]), None, None, r"items\[1\]\.vector \(id 'b'\).*NaN"),
-        (["a", "b"], np.array([[1.0] * 8, [1e39] * 8]), None, None, r"items\[1\].*infinity"),
-        (["a", ""], np.ones((2, 8)), None, None, r"items\[1\]\.id is empty"),
-        (["a", "b", "a"], np.ones((3, 8)), None, None, r"items\[2\]\.id 'a' repeats items\[0\]"),
-        (["a", "b"], np.array([[1.0] * 8, [0.0] * 8]), None, None, r"items\[1\]\.vector \(id 'b'\) has zero norm"),
-        (["a", "é" * 257], np.ones((2, 8)), None, None, r"items\[1\]\.id is 514 bytes"),
-        (["a", "b"], np.ones((3, 8)), None, None, "2 ids but 3 vectors"),
-        (["a", "b"], np.ones((2, 8)), [["x"], [f"t{i}" for i in range(65)]], None, r"items\[1\] has 65 tags"),
-        (["a", "b"], np.ones((2, 8)), [["x"], [""]], None, r"items\[1\] has a tag of 0 bytes"),
-        (["a", "b"], np.ones((2, 8)), [["x"], ["t" * 257]], None, "257 bytes"),
-        (["a", "b"], np.ones((2, 8)), None, ["", "u" * 2049], r"items\[1\]\.uri is 2049 bytes"),
-        (["a", "b"], np.ones((2, 8)), [["x"]], None, "2 ids but 1 tag lists"),
-        (["a", "b"], [["1"] * 8, ["x"] * 8], None, None, "not numbers"),
+        (
+            (AB, np.ones((2, 10)), None, None),
+            ("items[0].vector", Reason.DIMENSION_MISMATCH, r"items\[0\]\.vector has dimension 10, collection 'things'"),
+        ),
+        (
+            (AB, [[1.0] * 8, [1.0] * 7], None, None),
+            ("items[1].vector", Reason.DIMENSION_MISMATCH, r"items\[1\]\.vector has dimension 7"),
+        ),
+        (
+            (AB, [[1.0] * 8, []], None, None),
+            ("items[1].vector", Reason.REQUIRED_FIELD_MISSING, r"items\[1\]\.vector is empty"),
+        ),
+        (
+            (AB, np.array([[1.0] * 8, [np.nan] * 8]), None, None),
+            ("items[1].vector", Reason.VALUES_NOT_FINITE, r"items\[1\]\.vector contains NaN"),
+        ),
+        (
+            (AB, np.array([[1.0] * 8, [1e39] * 8]), None, None),
+            ("items[1].vector", Reason.VALUES_NOT_FINITE, "infinity"),
+        ),
+        (
+            (AB, np.array([[1.0] * 8, [0.0] * 8]), None, None),
+            ("items[1].vector", Reason.VECTOR_ZERO_NORM, r"items\[1\]\.vector has zero norm"),
+        ),
+        (
+            (AB, [["1"] * 8, ["x"] * 8], None, None),
+            ("items[1].vector", Reason.VALUES_NOT_FINITE, "not a list of numbers"),
+        ),
+        (
+            (["a", ""], ONES, None, None),
+            ("items[1].id", Reason.ID_INVALID, r"items\[1\]\.id is empty"),
+        ),
+        (
+            (["a", 7], ONES, None, None),
+            ("items[1].id", Reason.ID_INVALID, "must be a string, got int"),
+        ),
+        (
+            (["a", "b", "a"], np.ones((3, 8)), None, None),
+            ("items[2].id", Reason.ID_DUPLICATE, r"items\[2\]\.id 'a' repeats items\[0\]"),
+        ),
+        (
+            (["a", "é" * 257], ONES, None, None),
+            ("items[1].id", Reason.ID_INVALID, r"items\[1\]\.id is 514 bytes"),
+        ),
+        (
+            (["a", "\ud800"], ONES, None, None),
+            ("items[1].id", Reason.ID_INVALID, "not valid UTF-8"),
+        ),
+        (
+            (AB, ONES, [["x"], [f"t{i}" for i in range(65)]], None),
+            ("items[1].tags", Reason.TAG_INVALID, r"items\[1\]\.tags holds 65 tags"),
+        ),
+        (
+            (AB, ONES, [["x"], [""]], None),
+            ("items[1].tags", Reason.TAG_INVALID, "a tag of 0 bytes"),
+        ),
+        (
+            (AB, ONES, [["x"], ["t" * 257]], None),
+            ("items[1].tags", Reason.TAG_INVALID, "257 bytes"),
+        ),
+        (
+            (AB, ONES, [["x"], "xy"], None),
+            ("items[1].tags", Reason.TAG_INVALID, "not one string"),
+        ),
+        (
+            (AB, ONES, None, ["", "u" * 2049]),
+            ("items[1].uri", Reason.URI_INVALID, r"items\[1\]\.uri is 2049 bytes"),
+        ),
+        (
+            (AB, np.ones((3, 8)), None, None),
+            ("items", Reason.REQUIRED_FIELD_MISSING, "2 ids but 3 vectors"),
+        ),
+        (
+            (AB, ONES, [["x"]], None),
+            ("items", Reason.REQUIRED_FIELD_MISSING, "2 ids but 1 tag lists"),
+        ),
+        (
+            ("ab", ONES, None, None),
+            ("items", Reason.ID_INVALID, "not one string"),
+        ),
     ],
 )
-def test_invalid_upserts_change_nothing(store, tmp_path, ids, vectors, tags, uris, message):
+def test_invalid_upserts_change_nothing(store, tmp_path, batch, expected):
     collection = make(store, metric="cosine")
     collection.upsert(["a"], np.full((1, 8), 2.0), tags=[["before"]], uris=["before"])
     before = items(collection)
     log_sizes = [p.stat().st_size for _, p in list_log_files(tmp_path / "collections" / "things")]
 
-    with pytest.raises(InvalidArgument, match=message):
-        collection.upsert(ids, vectors, tags, uris)
+    field, reason, message = expected
+    with pytest.raises(InvalidArgument, match=message) as refused:
+        collection.upsert(*batch)
 
+    assert refused.value.reason == reason
+    assert (refused.value.field_violations[0].field, refused.value.field_violations[0].reason) == (field, reason)
     assert items(collection) == before
     assert [p.stat().st_size for _, p in list_log_files(tmp_path / "collections" / "things")] == log_sizes
     assert [h.id for h in collection.search(np.ones(8), 5)] == ["a"]
     reopened = CollectionStore(tmp_path).get("things")
     assert items(reopened) == before
+
+
+def test_a_batch_reports_every_bad_field_at_its_path(store):
+    collection = make(store, dimension=4, metric="cosine")
+    vectors = [[1.0] * 4, [1.0] * 4, [1.0] * 4, [1.0] * 3, [0.0] * 4]
+    with pytest.raises(InvalidArgument) as refused:
+        collection.upsert(["a", "b", "a", "d", ""], vectors, uris=["", "u" * 2049, "", "", ""])
+
+    error = refused.value
+    assert error.field_violations == (
+        FieldViolation("items[1].uri", "items[1].uri is 2049 bytes, at most 2048 allowed", Reason.URI_INVALID),
+        FieldViolation(
+            "items[2].id", "items[2].id 'a' repeats items[0].id; ids must be unique within a batch", Reason.ID_DUPLICATE
+        ),
+        FieldViolation(
+            "items[3].vector", "items[3].vector has dimension 3, collection 'things' has 4", Reason.DIMENSION_MISMATCH
+        ),
+        FieldViolation("items[4].id", "items[4].id is empty", Reason.ID_INVALID),
+        FieldViolation(
+            "items[4].vector",
+            "items[4].vector has zero norm; collection 'things' uses cosine similarity, which needs a direction",
+            Reason.VECTOR_ZERO_NORM,
+        ),
+    )
+    assert error.reason == Reason.URI_INVALID  # the first violation's
+    assert error.message.startswith("4 items are invalid: items[1].uri is 2049 bytes")
+    assert "; and " not in error.message  # five violations: all spelled out
+    assert error.metadata == {"collection": "things"}
+    assert collection.info().size == 0
+
+
+def test_a_large_bad_batch_spells_out_only_the_first_violations(store):
+    collection = make(store, dimension=4)
+    with pytest.raises(InvalidArgument) as refused:
+        collection.upsert([f"i{n}" for n in range(100)], np.ones((100, 3)))
+    assert len(refused.value.field_violations) == 100
+    assert refused.value.message.startswith("100 items are invalid: items[0].vector has dimension 3")
+    assert refused.value.message.endswith("; and 95 more")
 
 
 def test_id_of_exactly_512_bytes_is_accepted(store):
@@ -264,16 +403,20 @@ def test_search_is_correct_through_updates_and_deletes(tmp_path, metric):
 def test_search_validates_its_arguments(store):
     collection = make(store, metric="cosine")
     collection.upsert(["a"], np.ones((1, 8)))
-    for query, k, message in [
-        (np.ones(7), 1, "dimension 7, collection 'things' has 8"),
-        (np.full(8, np.nan), 1, "NaN"),
-        (np.zeros(8), 1, "zero norm"),
-        (np.ones((2, 8)), 1, "one-dimensional"),
-        (np.ones(8), 0, "k must be a positive integer"),
-        (np.ones(8), -3, "k must be a positive integer"),
+    for query, k, message, field, reason in [
+        (np.ones(7), 1, "dimension 7, collection 'things' has 8", "vector", Reason.DIMENSION_MISMATCH),
+        (np.full(8, np.nan), 1, "NaN", "vector", Reason.VALUES_NOT_FINITE),
+        (np.zeros(8), 1, "zero norm", "vector", Reason.VECTOR_ZERO_NORM),
+        (np.ones((2, 8)), 1, "one-dimensional", "vector", Reason.DIMENSION_MISMATCH),
+        (["x"] * 8, 1, "not a list of numbers", "vector", Reason.VALUES_NOT_FINITE),
+        (np.ones(8), 0, "k must be a positive integer", "k", Reason.K_OUT_OF_RANGE),
+        (np.ones(8), -3, "k must be a positive integer", "k", Reason.K_OUT_OF_RANGE),
+        (np.ones(8), True, "k must be a positive integer", "k", Reason.K_OUT_OF_RANGE),
     ]:
-        with pytest.raises(InvalidArgument, match=message):
+        with pytest.raises(InvalidArgument, match=message) as refused:
             collection.search(query, k)
+        assert refused.value.reason == reason
+        assert [(v.field, v.reason) for v in refused.value.field_violations] == [(field, reason)]
 
 
 def test_tiny_collections(store):
@@ -418,8 +561,9 @@ def test_corruption_in_the_middle_keeps_the_collection_offline(tmp_path):
 
     reopened = CollectionStore(tmp_path)
     assert "things" in reopened.failed() and "refusing to load" in reopened.failed()["things"]
-    with pytest.raises(FailedPrecondition, match="could not be loaded"):
+    with pytest.raises(FailedPrecondition, match="could not be loaded") as damaged:
         reopened.get("things")
+    assert damaged.value.reason == Reason.COLLECTION_DAMAGED and damaged.value.metadata == {"collection": "things"}
     with pytest.raises(AlreadyExists):
         reopened.create(CollectionSpec("things", 8, "cosine"))
     assert [i.spec.name for i in reopened.list()] == ["healthy"]
@@ -521,18 +665,44 @@ def test_a_snapshot_beside_a_log_it_partly_covers(tmp_path, caplog):
     assert items(reopened.get("things")) == expected
 
 
-def test_a_corrupt_snapshot_keeps_the_collection_offline(tmp_path):
+@pytest.mark.parametrize("damage", ["a flipped byte", "a directory in its place"])
+def test_a_corrupt_snapshot_keeps_the_collection_offline_and_no_message_names_a_path(tmp_path, damage, caplog):
     store = CollectionStore(tmp_path)
     write_a_history(make(store))
     store.close()
-    (_, path), = list_snapshots(tmp_path / "collections" / "things")
-    data = bytearray(path.read_bytes())
-    data[len(data) // 3] ^= 0xFF
-    path.write_bytes(bytes(data))
-    reopened = CollectionStore(tmp_path)
+    directory = tmp_path / "collections" / "things"
+    (_, path), = list_snapshots(directory)
+    if damage == "a flipped byte":
+        data = bytearray(path.read_bytes())
+        data[len(data) // 3] ^= 0xFF
+        path.write_bytes(bytes(data))
+    else:  # reading it fails with an OSError, whose text names the path
+        path.unlink()
+        path.mkdir()
+
+    with pytest.raises(SnapshotCorrupted) as corrupted:
+        load_latest_snapshot(directory, dimension=8)
+    assert corrupted.value.reason == Reason.COLLECTION_DAMAGED
+    assert path.name in corrupted.value.message and str(tmp_path) not in corrupted.value.message
+
+    with caplog.at_level(logging.ERROR):
+        reopened = CollectionStore(tmp_path)
     assert "things" in reopened.failed()
-    with pytest.raises(FailedPrecondition):
+    assert str(directory) in caplog.text  # the operator finds the path in the server log
+    with pytest.raises(FailedPrecondition) as damaged:
         reopened.get("things")
+    assert damaged.value.reason == Reason.COLLECTION_DAMAGED
+    assert str(tmp_path) not in damaged.value.message and "server log" in damaged.value.message
+
+
+def test_an_unreadable_spec_keeps_the_collection_offline_without_naming_a_path(tmp_path):
+    CollectionStore(tmp_path).create(CollectionSpec("things", 8, "cosine"))
+    (tmp_path / "collections" / "things" / "collection.json").unlink()  # its error names the path
+    reopened = CollectionStore(tmp_path)
+    assert str(tmp_path) in reopened.failed()["things"]  # for the server log
+    with pytest.raises(FailedPrecondition) as damaged:
+        reopened.get("things")
+    assert damaged.value.reason == Reason.COLLECTION_DAMAGED and str(tmp_path) not in damaged.value.message
 
 
 # --- scale and concurrency -----------------------------------------------------------------

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lookalike.errors import FailedPrecondition, ResourceExhausted
+from lookalike.errors import FailedPrecondition, Reason, ResourceExhausted
 from search_service import write_ahead_log
 from search_service.write_ahead_log import (
     DeleteRecord,
@@ -152,23 +152,27 @@ def test_corruption_before_good_records_refuses_to_load(tmp_path, damage):
         data[second] ^= 0xFF
     path.write_bytes(bytes(data))
 
-    with pytest.raises(LogCorrupted, match="refusing to load"):
+    with pytest.raises(LogCorrupted, match="refusing to load") as corrupted:
         open_log(tmp_path)
     assert path.read_bytes() == bytes(data), "a log that refuses to load must be left untouched"
+    assert corrupted.value.reason == Reason.COLLECTION_DAMAGED and corrupted.value.metadata == {"collection": "test"}
+    assert path.name in corrupted.value.message and str(tmp_path) not in corrupted.value.message
 
 
 def test_a_gap_in_sequence_numbers_refuses_to_load(tmp_path):
     vectors = np.zeros((1, 2), np.float32)
     frames = encode_upsert(1, ["a"], vectors, [()], [""]) + encode_upsert(3, ["b"], vectors, [()], [""])
     (tmp_path / log_file_name(1)).write_bytes(frames)
-    with pytest.raises(LogCorrupted, match="expected 2"):
+    with pytest.raises(LogCorrupted, match="expected 2") as corrupted:
         open_log(tmp_path)
+    assert corrupted.value.reason == Reason.COLLECTION_DAMAGED
 
 
 def test_a_log_starting_after_the_snapshot_refuses_to_load(tmp_path):
     (tmp_path / log_file_name(5)).write_bytes(encode_delete(5, ["a"]))
-    with pytest.raises(LogCorrupted, match="missing"):
+    with pytest.raises(LogCorrupted, match="missing") as corrupted:
         open_log(tmp_path, after_seq=2)
+    assert corrupted.value.reason == Reason.COLLECTION_DAMAGED
 
 
 def test_rotation_seals_a_file_and_removal_keeps_what_the_snapshot_lacks(tmp_path):
@@ -232,10 +236,11 @@ def test_a_failed_append_is_rolled_back_and_reported(tmp_path, monkeypatch):
 
     monkeypatch.setattr(write_ahead_log.os, "write", half_then_disk_full)
     try:
-        with pytest.raises(ResourceExhausted, match="no space"):
+        with pytest.raises(ResourceExhausted, match="no space") as full:
             upsert(log, ["b"])
     finally:
         monkeypatch.undo()
+    assert full.value.reason == Reason.STORAGE_FULL and full.value.metadata == {"collection": "test"}
     assert log.last_seq == 1
     assert log.append_delete(["a"]) == 2  # no garbage left between the records
     log.close()
@@ -255,6 +260,7 @@ def test_a_failed_fsync_makes_the_log_refuse_further_writes(tmp_path, monkeypatc
             upsert(log, ["a"])
     finally:
         monkeypatch.undo()
-    with pytest.raises(FailedPrecondition, match="restart"):
+    with pytest.raises(FailedPrecondition, match="restart") as unusable:
         upsert(log, ["b"])
+    assert unusable.value.reason == Reason.COLLECTION_DAMAGED and str(tmp_path) not in unusable.value.message
     log.close()

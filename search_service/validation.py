@@ -1,0 +1,267 @@
+"""What a collection accepts, checked before anything reaches the log: a batch is all or nothing.
+
+An upsert is checked whole. Each item needs an id of 1 to 512 bytes of UTF-8, unique within
+the batch; a vector of the collection's dimension, finite, and (under cosine) not of zero
+length; at most 64 tags of 1 to 256 bytes (a tag given twice counts once); a uri of at most
+2048 bytes. Every bad field of every item becomes a FieldViolation at its path in the
+request (`items[3].vector`) with its own reason, and all of them travel in ONE
+InvalidArgument, so a client fixes a batch in one round trip. A batch whose parts do not line
+up (2 ids but 3 vectors, one string where a list belongs) cannot come from a request, only
+from a Python caller; it is refused at once, at field `items`.
+
+A query vector gets the same vector checks at field `vector`; k must be a positive integer
+(the servicer applies the server's upper limit, max_k).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from lookalike.errors import FieldViolation, InvalidArgument, Reason
+
+if TYPE_CHECKING:
+    from search_service.collection import CollectionSpec
+
+MAX_ID_BYTES = 512
+MAX_TAGS_PER_ITEM = 64
+MAX_TAG_BYTES = 256
+MAX_URI_BYTES = 2048
+MIN_COSINE_NORM = 1e-30  # below this a vector has no usable direction (and 1/norm overflows float32)
+_SPELLED_OUT = 5  # violations quoted in the message; the details carry every one
+
+# What is wrong with one field: the words after its path ("is empty"), and the reason.
+Problem = tuple[str, Reason]
+
+
+@dataclasses.dataclass(frozen=True)
+class Batch:
+    """An upsert that passed validation, ready for the log."""
+
+    ids: list[str]
+    vectors: np.ndarray  # (len(ids), dimension) float32, a copy of what the caller passed
+    tags: list[tuple[str, ...]]  # without repeats
+    uris: list[str]
+
+
+def validate_upsert(spec: CollectionSpec, ids, vectors, tags, uris) -> Batch:
+    """The batch, checked whole; InvalidArgument with a violation per bad field otherwise."""
+    ids = _as_list(ids, "ids", Reason.ID_INVALID)
+    count = len(ids)
+    tag_lists = [()] * count if tags is None else _count(_as_list(tags, "tags", Reason.TAG_INVALID), count, "tag lists")
+    uri_list = [""] * count if uris is None else _count(_as_list(uris, "uris", Reason.URI_INVALID), count, "uris")
+    matrix, vector_problems = _vectors(spec, vectors, count)
+
+    violations: list[FieldViolation] = []
+    bad_items: set[int] = set()
+    first_position: dict[str, int] = {}
+    clean_tags = []
+    for position in range(count):
+        these_tags, tags_problem = _tags(tag_lists[position])
+        clean_tags.append(these_tags)
+        checked = (
+            ("id", _id(ids[position], position, first_position)),
+            ("vector", vector_problems[position]),
+            ("tags", tags_problem),
+            ("uri", _uri(uri_list[position])),
+        )
+        for name, problem in checked:
+            if problem is not None:
+                field = f"items[{position}].{name}"
+                violations.append(FieldViolation(field, f"{field} {problem[0]}", problem[1]))
+                bad_items.add(position)
+    if violations:
+        listed = "; ".join(v.description for v in violations[:_SPELLED_OUT])
+        more = f"; and {len(violations) - _SPELLED_OUT} more" if len(violations) > _SPELLED_OUT else ""
+        verb = "item is" if len(bad_items) == 1 else "items are"
+        raise InvalidArgument(
+            f"{len(bad_items)} {verb} invalid: {listed}{more}",
+            reason=violations[0].reason,
+            violations=violations,
+            metadata={"collection": spec.name},
+        )
+    return Batch(ids, matrix, clean_tags, uri_list)
+
+
+def validate_query(spec: CollectionSpec, query) -> np.ndarray:
+    """The query as float32 (dimension,); InvalidArgument at field `vector` otherwise."""
+    try:
+        with np.errstate(over="ignore", invalid="ignore"):  # beyond float32 becomes inf: refused below
+            vector = np.asarray(query, dtype=np.float32)
+    except (TypeError, ValueError):
+        problem: Problem | None = ("is not a list of numbers", Reason.VALUES_NOT_FINITE)
+    else:
+        if vector.ndim != 1:
+            problem = (f"must be one-dimensional, got shape {vector.shape}", Reason.DIMENSION_MISMATCH)
+        else:
+            problem = _length(spec, len(vector)) or _values(spec, vector[None])[0]
+    if problem is not None:
+        raise InvalidArgument(
+            f"query vector {problem[0]}", reason=problem[1], field="vector", metadata={"collection": spec.name}
+        )
+    return vector
+
+
+def validate_k(k) -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise InvalidArgument(f"k must be a positive integer, got {k!r}", reason=Reason.K_OUT_OF_RANGE, field="k")
+    return int(k)
+
+
+def validate_ids(ids) -> list[str]:
+    """Ids to delete: a list of strings (ids that do not exist are the collection's business)."""
+    ids = _as_list(ids, "ids", Reason.ID_INVALID, field="ids")
+    for position, item_id in enumerate(ids):
+        if not isinstance(item_id, str):
+            field = f"ids[{position}]"
+            raise InvalidArgument(
+                f"{field} must be a string, got {type(item_id).__name__}", reason=Reason.ID_INVALID, field=field
+            )
+    return ids
+
+
+def describe_id(item_id: str) -> str:
+    """An id for a message: quoted, and shortened when long."""
+    return repr(item_id if len(item_id) <= 64 else item_id[:61] + "...")
+
+
+# --- the parts of a batch -----------------------------------------------------------------------
+
+
+def _as_list(values, name: str, reason: Reason, *, field: str = "items") -> list:
+    """`values` as a list; refused when it is one string or not a sequence at all."""
+    if isinstance(values, str):
+        raise InvalidArgument(f"{name} must be a list, not one string", reason=reason, field=field)
+    try:
+        return list(values)
+    except TypeError:
+        message = f"{name} must be a list, got {type(values).__name__}"
+        raise InvalidArgument(message, reason=reason, field=field) from None
+
+
+def _count(values, count: int, name: str):
+    """`values`, refused unless there is one per id."""
+    if len(values) != count:
+        message = f"got {count} ids but {len(values)} {name}"
+        raise InvalidArgument(message, reason=Reason.REQUIRED_FIELD_MISSING, field="items")
+    return values
+
+
+def _vectors(spec: CollectionSpec, vectors, count: int) -> tuple[np.ndarray, list[Problem | None]]:
+    """The vectors as a (count, dimension) float32 copy, and each one's problem (zeros where it has one)."""
+    dimension = spec.dimension
+    if isinstance(vectors, np.ndarray) and vectors.ndim == 2 and vectors.dtype.kind in "biuf":
+        _count(vectors, count, "vectors")
+        if vectors.shape[1] != dimension:
+            return np.zeros((count, dimension), np.float32), [_length(spec, vectors.shape[1])] * count
+        with np.errstate(over="ignore"):  # float64 beyond float32 becomes inf: refused below
+            matrix = vectors.astype(np.float32)
+        return matrix, _values(spec, matrix)
+    # A list of rows (or an array of another shape or type): row by row, so each bad one is named.
+    rows = _count(_as_list(vectors, "vectors", Reason.REQUIRED_FIELD_MISSING), count, "vectors")
+    matrix = np.zeros((count, dimension), np.float32)
+    not_numbers = ("is not a list of numbers", Reason.VALUES_NOT_FINITE)
+    problems: list[Problem | None] = []
+    for position, row in enumerate(rows):
+        problem = _length(spec, len(row)) if hasattr(row, "__len__") and not isinstance(row, str) else not_numbers
+        if problem is None:
+            try:
+                with np.errstate(over="ignore", invalid="ignore"):
+                    converted = np.asarray(row, dtype=np.float32)
+            except (TypeError, ValueError):
+                converted = None
+            if converted is None or converted.shape != (dimension,):  # strings, nested lists
+                problem = not_numbers
+            else:
+                matrix[position] = converted
+        problems.append(problem)
+    return matrix, [shape or value for shape, value in zip(problems, _values(spec, matrix))]
+
+
+def _length(spec: CollectionSpec, length: int) -> Problem | None:
+    if length == 0:
+        return "is empty", Reason.REQUIRED_FIELD_MISSING
+    if length != spec.dimension:
+        return f"has dimension {length}, collection '{spec.name}' has {spec.dimension}", Reason.DIMENSION_MISMATCH
+    return None
+
+
+def _values(spec: CollectionSpec, matrix: np.ndarray) -> list[Problem | None]:
+    """Each row's problem with its values: not finite, or of zero length under cosine."""
+    finite = np.isfinite(matrix).all(axis=1)
+    if spec.metric == "cosine":
+        directionless = np.linalg.norm(matrix.astype(np.float64), axis=1) < MIN_COSINE_NORM
+    else:
+        directionless = np.zeros(len(matrix), bool)
+    zero_norm = (
+        f"has zero norm; collection '{spec.name}' uses cosine similarity, which needs a direction",
+        Reason.VECTOR_ZERO_NORM,
+    )
+    return [
+        None if ok and not flat else zero_norm if ok else ("contains NaN or infinity", Reason.VALUES_NOT_FINITE)
+        for ok, flat in zip(finite.tolist(), directionless.tolist())
+    ]
+
+
+def _id(item_id, position: int, first_position: dict[str, int]) -> Problem | None:
+    """Records the id in `first_position` when it is valid and new."""
+    if not isinstance(item_id, str):
+        return f"must be a string, got {type(item_id).__name__}", Reason.ID_INVALID
+    if not item_id:
+        return "is empty", Reason.ID_INVALID
+    length = _utf8_length(item_id)
+    if length is None:
+        return "is not valid UTF-8 text", Reason.ID_INVALID
+    if length > MAX_ID_BYTES:
+        return f"is {length} bytes, at most {MAX_ID_BYTES} allowed", Reason.ID_INVALID
+    if item_id in first_position:
+        return (
+            f"{describe_id(item_id)} repeats items[{first_position[item_id]}].id; ids must be unique within a batch",
+            Reason.ID_DUPLICATE,
+        )
+    first_position[item_id] = position
+    return None
+
+
+def _tags(tags) -> tuple[tuple[str, ...], Problem | None]:
+    """(the tags without repeats, their problem)."""
+    if isinstance(tags, str):
+        return (), ("must be a list of strings, not one string", Reason.TAG_INVALID)
+    try:
+        tags = tuple(tags)
+    except TypeError:
+        return (), ("must be a list of strings", Reason.TAG_INVALID)
+    for tag in tags:
+        if not isinstance(tag, str):
+            return (), (f"must hold strings, got {type(tag).__name__}", Reason.TAG_INVALID)
+    tags = tuple(dict.fromkeys(tags))  # a tag carried twice is carried once
+    if len(tags) > MAX_TAGS_PER_ITEM:
+        return tags, (f"holds {len(tags)} tags, at most {MAX_TAGS_PER_ITEM} allowed", Reason.TAG_INVALID)
+    for tag in tags:
+        length = _utf8_length(tag)
+        if length is None:
+            return tags, ("holds a tag that is not valid UTF-8 text", Reason.TAG_INVALID)
+        if not 1 <= length <= MAX_TAG_BYTES:
+            return tags, (f"holds a tag of {length} bytes; tags are 1 to {MAX_TAG_BYTES} bytes", Reason.TAG_INVALID)
+    return tags, None
+
+
+def _uri(uri) -> Problem | None:
+    if not isinstance(uri, str):
+        return f"must be a string, got {type(uri).__name__}", Reason.URI_INVALID
+    length = _utf8_length(uri)
+    if length is None:
+        return "is not valid UTF-8 text", Reason.URI_INVALID
+    if length > MAX_URI_BYTES:
+        return f"is {length} bytes, at most {MAX_URI_BYTES} allowed", Reason.URI_INVALID
+    return None
+
+
+def _utf8_length(text: str) -> int | None:
+    """The UTF-8 length in bytes; None for text that has no UTF-8 form (lone surrogates)."""
+    try:
+        return len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        return None
