@@ -8,16 +8,14 @@ keeps the model it resolved and no request ever sees a half-loaded version.
 from __future__ import annotations
 
 import logging
-import re
 import threading
 from pathlib import Path
 
 from encoder_service.onnx_model import OnnxModel
-from lookalike.errors import NotFound, Unavailable
+from lookalike import model_format
+from lookalike.errors import NotFound, Reason, Unavailable
 
 log = logging.getLogger(__name__)
-
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 class ModelRepository:
@@ -33,12 +31,12 @@ class ModelRepository:
     def refresh(self) -> bool:
         """Rescans the folder; returns True when the set of loaded versions changed."""
         with self._refresh_lock:
-            found = set(self._scan())
+            found = set(model_format.scan_repository(self.root))
             current = self._models
             table = {key: model for key, model in current.items() if key in found}
             for key in sorted(found - current.keys()):
-                version_dir = self.root / key[0] / str(key[1])
-                mtime = (version_dir / "encoder.onnx").stat().st_mtime
+                version_dir = model_format.version_dir(self.root, *key)
+                mtime = (version_dir / model_format.ENCODER_FILE).stat().st_mtime
                 if self._broken.get(key) == mtime:
                     continue  # already reported; retried once its files change
                 try:
@@ -59,30 +57,35 @@ class ModelRepository:
         """The model `name` at `version`; empty name: the default model; version 0: its newest version."""
         models = self._models  # one read: a concurrent refresh swaps the whole table
         if not models:
-            raise Unavailable(f"no model is loaded yet from {self.root}")
+            # Never the repository path: server paths must not reach clients (server.py logs it).
+            raise Unavailable("no model is loaded yet; retry shortly", reason=Reason.MODELS_LOADING)
         name = name or self.default_model or min(n for n, _ in models)
+        asked = {"model": name, "version": version}
         if version < 0:
-            raise NotFound(f"model version must be positive, got {version}")
+            raise NotFound(
+                f"model version must be positive, got {version}",
+                reason=Reason.MODEL_NOT_FOUND,
+                field="model.version",
+                metadata=asked,
+            )
         versions = sorted(v for n, v in models if n == name)
         if not versions:
-            raise NotFound(f"no model named {name!r}; loaded: {sorted({n for n, _ in models})}")
+            raise NotFound(
+                f"no model named {name!r}; loaded: {sorted({n for n, _ in models})}",
+                reason=Reason.MODEL_NOT_FOUND,
+                field="model.name",
+                metadata=asked,
+            )
         if version == 0:
             version = versions[-1]
         if (name, version) not in models:
-            raise NotFound(f"model {name!r} has no version {version}; loaded versions: {versions}")
+            raise NotFound(
+                f"model {name!r} has no version {version}; loaded versions: {versions}",
+                reason=Reason.MODEL_NOT_FOUND,
+                field="model.version",
+                metadata=asked,
+            )
         return models[(name, version)]
 
     def all(self) -> list[OnnxModel]:
         return [model for _, model in sorted(self._models.items())]
-
-    def _scan(self):
-        if not self.root.is_dir():
-            return
-        for model_dir in self.root.iterdir():
-            if not model_dir.is_dir() or not _NAME.match(model_dir.name):
-                continue
-            for version_dir in model_dir.iterdir():
-                # Temp folders of an export in progress start with '.', and are skipped.
-                name = version_dir.name
-                if name.isdigit() and name == str(int(name)) and int(name) > 0 and (version_dir / "encoder.onnx").is_file():
-                    yield (model_dir.name, int(name))

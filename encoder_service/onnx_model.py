@@ -2,33 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import logging
 from pathlib import Path
 
 import numpy as np
 import onnxruntime
 
-from lookalike.errors import FailedPrecondition
-from lookalike.preprocessing import Preprocessing
-
-log = logging.getLogger(__name__)
-
-METRICS = ("cosine", "dot_product", "squared_l2")
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelCard:
-    """What the model files say about themselves (their `metadata_props`)."""
-
-    name: str
-    version: int
-    architecture: str
-    embedding_dim: int
-    metric: str
-    preprocessing: Preprocessing
-    extra: dict
+from lookalike import model_format
+from lookalike.errors import FailedPrecondition, Reason
+from lookalike.model_format import ModelCard
 
 
 class OnnxModel:
@@ -38,8 +19,8 @@ class OnnxModel:
         self.version_dir = version_dir
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = intra_op_threads
-        self.encoder = onnxruntime.InferenceSession(str(version_dir / "encoder.onnx"), options, providers=providers)
-        decoder_path = version_dir / "decoder.onnx"
+        encoder_path, decoder_path = version_dir / model_format.ENCODER_FILE, version_dir / model_format.DECODER_FILE
+        self.encoder = onnxruntime.InferenceSession(str(encoder_path), options, providers=providers)
         self.decoder = (
             onnxruntime.InferenceSession(str(decoder_path), options, providers=providers) if decoder_path.exists() else None
         )
@@ -56,7 +37,11 @@ class OnnxModel:
     def reconstruct(self, embeddings: np.ndarray) -> np.ndarray:
         """(B, D) embeddings -> (B, C, H, W) images in preprocessed space."""
         if self.decoder is None:
-            raise FailedPrecondition(f"model {self.card.name} v{self.card.version} has no decoder, so it cannot rebuild images")
+            raise FailedPrecondition(
+                f"model {self.card.name} v{self.card.version} has no decoder, so it cannot rebuild images",
+                reason=Reason.MODEL_HAS_NO_DECODER,
+                metadata={"model": self.card.name, "version": self.card.version},
+            )
         (images,) = self.decoder.run(["images"], {"embeddings": embeddings})
         return images
 
@@ -76,20 +61,10 @@ class OnnxModel:
 
 
 def _read_card(session: onnxruntime.InferenceSession, version_dir: Path) -> ModelCard:
+    """The encoder's card, addressed by its folder; ValueError naming the file when it is not valid."""
     props = session.get_modelmeta().custom_metadata_map
-    missing = {"lookalike.preprocessing", "lookalike.model"} - props.keys()
-    if missing:
-        raise ValueError(f"{version_dir}/encoder.onnx lacks metadata {sorted(missing)}; export it with `lookalike export`")
-    info = json.loads(props["lookalike.model"])
-    metric = info.get("metric", "cosine")
-    if metric not in METRICS:
-        raise ValueError(f"{version_dir}: unknown metric {metric!r}")
-    return ModelCard(
-        name=version_dir.parent.name,
-        version=int(version_dir.name),
-        architecture=str(info.get("architecture", "")),
-        embedding_dim=int(info["embedding_dim"]),
-        metric=metric,
-        preprocessing=Preprocessing.from_json(props["lookalike.preprocessing"]),
-        extra=info,
-    )
+    name, version = version_dir.parent.name, model_format.version_of(version_dir.name)
+    try:
+        return ModelCard.from_metadata(props, name, version)
+    except ValueError as error:
+        raise ValueError(f"{version_dir / model_format.ENCODER_FILE}: {error}") from None

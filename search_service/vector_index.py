@@ -41,9 +41,10 @@ from collections.abc import Callable, Set
 import numpy as np
 from scann.scann_ops.py import scann_ops_pybind
 
+from lookalike.model_format import METRICS
+
 logger = logging.getLogger(__name__)
 
-METRICS = ("cosine", "dot_product", "squared_l2")
 BRUTE_FORCE = "brute_force"
 TREE_AH = "tree_ah"
 EXACT = "exact"  # no searcher: numpy scans every row

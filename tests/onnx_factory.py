@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from lookalike import model_format
+from lookalike.model_format import ModelCard
 from lookalike.preprocessing import Preprocessing
 
 
@@ -19,8 +20,20 @@ def write_linear_model(
     rng = np.random.default_rng(seed)
     pixels = int(np.prod(spec.shape))
     weights = (rng.normal(size=(pixels, dim)) / np.sqrt(pixels)).astype(np.float32)
-    card = {"name": name, "version": version, "architecture": "linear_test", "config": {}, "embedding_dim": dim, "metric": "cosine"}
-    version_dir = repository / name / str(version)
+    card = ModelCard(
+        name=name,
+        version=version,
+        architecture="linear_test",
+        config={},
+        embedding_dim=dim,
+        metric="cosine",
+        preprocessing=spec,
+        data_hash="",
+        trained_at="",
+        metrics={},
+        parity_max_abs_error=0.0,
+    )
+    version_dir = model_format.version_dir(repository, name, version)
     version_dir.mkdir(parents=True)
     encoder = helper.make_graph(
         [
@@ -43,10 +56,10 @@ def write_linear_model(
         [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["batch", *spec.shape])],
         [numpy_helper.from_array(np.ascontiguousarray(weights.T), "WT"), numpy_helper.from_array(shape, "shape")],
     )
-    for graph, filename in ((encoder, "encoder.onnx"), (decoder, "decoder.onnx")):
+    for graph, filename in ((encoder, model_format.ENCODER_FILE), (decoder, model_format.DECODER_FILE)):
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
         model.ir_version = 8
-        helper.set_model_props(model, {"lookalike.preprocessing": spec.to_json(), "lookalike.model": json.dumps(card)})
+        helper.set_model_props(model, card.to_metadata())
         onnx.checker.check_model(model)
         onnx.save(model, version_dir / filename)
     return version_dir

@@ -89,3 +89,35 @@ def test_clients_accept_a_channel_the_caller_owns(search_address):
         assert client.upsert("own-channel", [ItemToUpsert(id="a", vector=[1, 0])]) == 1
         client.close()  # a channel the caller owns stays open
         assert [c.name for c in client.list_collections()] == ["own-channel"]
+
+
+def test_clients_speak_tls_when_given_credentials(tmp_path):
+    """The servers get TLS with the security work; the client side is ready: a TLS health server here."""
+    import shutil
+    from concurrent import futures
+
+    import grpc
+    from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+    from lookalike.client import SearchClient
+
+    assert shutil.which("openssl"), "openssl makes the test certificate"
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
+         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost", "-keyout", key, "-out", cert],
+        check=True, capture_output=True,
+    )
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    servicer = health.HealthServicer()
+    servicer.set(SearchClient.service, health_pb2.HealthCheckResponse.SERVING)
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    port = server.add_secure_port("localhost:0", grpc.ssl_server_credentials([(key.read_bytes(), cert.read_bytes())]))
+    server.start()
+    try:
+        with SearchClient(f"localhost:{port}", credentials=grpc.ssl_channel_credentials(cert.read_bytes())) as client:
+            client.wait_until_serving(10)
+        with SearchClient(f"localhost:{port}") as plaintext, pytest.raises(TimeoutError):
+            plaintext.wait_until_serving(1)  # the same port refuses a plaintext client
+    finally:
+        server.stop(None)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 
 import numpy as np
 import pytest
@@ -16,6 +15,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 from PIL import Image  # noqa: E402
 
+from lookalike.model_format import ModelCard  # noqa: E402
 from lookalike.preprocessing import Preprocessing  # noqa: E402
 from training import cli  # noqa: E402
 from training.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
@@ -126,13 +126,11 @@ def test_export_writes_a_version_that_matches_pytorch(tiny_checkpoint, digits, t
         assert [i.name for i in proto.graph.input] == [input_name]
         assert [o.name for o in proto.graph.output] == [output_name]
         assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param  # batch is symbolic
-        props = {p.key: p.value for p in proto.metadata_props}
-        assert Preprocessing.from_json(props["lookalike.preprocessing"]) == digits.spec
-        info = json.loads(props["lookalike.model"])
-        assert {"name", "version", "architecture", "config", "embedding_dim", "metric", "data_hash",
-                "trained_at", "metrics", "parity_max_abs_error"} <= set(info)  # fmt: skip
-        assert (info["name"], info["version"], info["embedding_dim"], info["metric"]) == ("digits", 1, 16, "cosine")
-        assert 0 <= info["parity_max_abs_error"] <= PARITY_TOLERANCE
+        card = ModelCard.from_metadata({p.key: p.value for p in proto.metadata_props}, "digits", 1)
+        assert card.preprocessing == digits.spec
+        assert (card.architecture, card.embedding_dim, card.metric) == ("conv_fc", 16, "cosine")
+        assert card.data_hash == data_hash(digits.images) and "test_mse" in card.metrics
+        assert 0 <= card.parity_max_abs_error <= PARITY_TOLERANCE
 
     # Real digits at a batch size the exporter never saw.
     batch = 7
@@ -162,8 +160,10 @@ def test_failed_export_leaves_nothing_behind(tiny_checkpoint, tmp_path, monkeypa
     with pytest.raises(ParityError):
         export(tiny_checkpoint, tmp_path / "models", "digits")
     assert list((tmp_path / "models" / "digits").iterdir()) == []  # no version, no .tmp-* dir
-    with pytest.raises(ValueError, match="model name"):
-        export(tiny_checkpoint, tmp_path / "models", "../escape")
+    for name in ("../escape", "_x", ".x", "a/b"):  # names the encoder's scan would never serve
+        with pytest.raises(ValueError, match="model name"):
+            export(tiny_checkpoint, tmp_path / "models", name)
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["digits"]
 
 
 def _always_fails(*args, **kwargs):

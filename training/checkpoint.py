@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +16,7 @@ import torch
 from torch import nn
 
 from lookalike.preprocessing import Preprocessing
+from server_toolkit.durable_files import write_atomically
 from training.models import Autoencoder, build_model
 
 FORMAT_VERSION = 1  # bump when the keys below change meaning
@@ -77,15 +76,8 @@ def save_checkpoint(
     }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp makes 0600; a checkpoint is shared data, e.g. with an image build
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # 0644 whatever the umask: a checkpoint is shared data, e.g. with an image build.
+    write_atomically(path, lambda f: torch.save(state, f), mode=0o644)
     return path
 
 

@@ -177,9 +177,9 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
         default=Path(os.environ.get("LOOKALIKE_ENCODER_MODEL_REPOSITORY", "models")),
         help="model repository root [env LOOKALIKE_ENCODER_MODEL_REPOSITORY] " + DEFAULTS_NOTE,
     )
-    parser.add_argument("--name", default="digits", help="model name: letters, digits, '_', '-', '.' " + DEFAULTS_NOTE)
+    parser.add_argument("--name", default="digits", help="model name: 1 to 128 letters, digits, '_', '-', '.', starting with a letter or digit " + DEFAULTS_NOTE)
     parser.add_argument(
-        "--version", type=int, default=None, help="version to publish (default: one above the highest existing)"
+        "--version", type=int, default=None, help="version to publish (default: one above the highest published)"
     )
 
 

@@ -12,11 +12,8 @@ one rename of a finished temp dir, so a server scanning the repository never see
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
-import re
-import secrets
 import shutil
 import warnings
 from pathlib import Path
@@ -27,6 +24,9 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
+from lookalike import model_format
+from lookalike.model_format import ModelCard
+from server_toolkit.durable_files import fsync_directory, fsync_files
 from training.checkpoint import Checkpoint, load_checkpoint
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,6 @@ log = logging.getLogger(__name__)
 PARITY_TOLERANCE = 1e-4
 EXPORT_BATCH = 2  # traced batch size; never 1, which torch.export would specialise as a constant
 OPSET = 20
-NAME_PATTERN = re.compile(r"[A-Za-z0-9_\-][A-Za-z0-9_.\-]*")  # no leading '.': those are temp dirs
 
 
 class ParityError(RuntimeError):
@@ -53,21 +52,17 @@ def export(
 ) -> Path:
     """Exports the checkpoint as `repository/name/version/` and returns that directory.
 
-    version=None publishes the next version after the highest existing one. An existing version
+    version=None publishes the next version after the highest published one. An existing version
     is never overwritten: vectors of different models are not comparable. `parity_images`
     (S, C, H, W) are real preprocessed inputs for the parity check; by default the real images
     stored in the checkpoint (a validation sample).
     """
-    if not NAME_PATTERN.fullmatch(name):
-        raise ValueError(f"model name {name!r} may hold only letters, digits, '_', '-', '.' and not start with '.'")
-    checkpoint = load_checkpoint(checkpoint_path)
-    model_dir = Path(repository) / name
-    model_dir.mkdir(parents=True, exist_ok=True)
+    model_dir = model_format.model_dir(Path(repository), name)  # refuses a bad name before any work
     if version is None:
-        version = max(existing_versions(model_dir), default=0) + 1
-    if version < 1:
-        raise ValueError(f"version must be a positive integer, got {version}")
-    final_dir = model_dir / str(version)
+        version = max(model_format.published_versions(model_dir), default=0) + 1
+    final_dir = model_format.version_dir(Path(repository), name, version)
+    checkpoint = load_checkpoint(checkpoint_path)
+    model_dir.mkdir(parents=True, exist_ok=True)
     if final_dir.exists():
         raise FileExistsError(f"{final_dir} exists; published versions are never overwritten")
 
@@ -80,33 +75,27 @@ def export(
         # The check must run at a batch size the exporter never saw, to prove the axis is dynamic.
         images = np.concatenate([images, images[:1]])
 
-    tmp_dir = model_dir / f".tmp-{version}-{secrets.token_hex(4)}"
+    tmp_dir = model_format.temporary_version_dir(model_dir, version)
     tmp_dir.mkdir()
     try:
         encoder, decoder = _to_onnx(checkpoint)
         error = _check_parity(checkpoint.model, encoder, decoder, images)
-        for filename, proto in (("encoder.onnx", encoder), ("decoder.onnx", decoder)):
+        metadata = _card(checkpoint, name, version, error).to_metadata()
+        for filename, proto in ((model_format.ENCODER_FILE, encoder), (model_format.DECODER_FILE, decoder)):
             if proto is None:
                 continue
-            _set_metadata(proto, checkpoint, name, version, error)
+            onnx.helper.set_model_props(proto, metadata)
             onnx.checker.check_model(proto, full_check=True)
             onnx.save(proto, tmp_dir / filename)
-        _fsync_dir(tmp_dir)
+        fsync_files(tmp_dir)  # the files are durable before the rename announces them
         # rename(2) of a directory is atomic, and fails if another export published this version meanwhile.
         os.rename(tmp_dir, final_dir)
     except BaseException:
         shutil.rmtree(tmp_dir, ignore_errors=True)
         raise
-    _fsync_dir(model_dir)
+    fsync_directory(model_dir)
     log.info("published %s (parity max abs error %.2e)", final_dir, error)
     return final_dir
-
-
-def existing_versions(model_dir: Path) -> list[int]:
-    """Published versions under models/<name>/: positive integer directory names."""
-    if not model_dir.is_dir():
-        return []
-    return [int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit() and int(p.name) > 0]
 
 
 def _to_onnx(checkpoint: Checkpoint) -> tuple[onnx.ModelProto, onnx.ModelProto | None]:
@@ -175,22 +164,19 @@ def _run(proto: onnx.ModelProto, input_name: str, inputs: np.ndarray) -> np.ndar
     return session.run(None, {input_name: inputs})[0]
 
 
-def _set_metadata(proto: onnx.ModelProto, checkpoint: Checkpoint, name: str, version: int, error: float) -> None:
-    model_info = {
-        "name": name,
-        "version": version,
-        "architecture": checkpoint.architecture,
-        "config": checkpoint.model_args,
-        "embedding_dim": checkpoint.model.embedding_dim,
-        "metric": checkpoint.metric,
-        "data_hash": checkpoint.data_hash,
-        "trained_at": checkpoint.trained_at,
-        "metrics": checkpoint.metrics,
-        "parity_max_abs_error": error,
-    }
-    onnx.helper.set_model_props(
-        proto,
-        {"lookalike.preprocessing": checkpoint.preprocessing.to_json(), "lookalike.model": json.dumps(model_info)},
+def _card(checkpoint: Checkpoint, name: str, version: int, error: float) -> ModelCard:
+    return ModelCard(
+        name=name,
+        version=version,
+        architecture=checkpoint.architecture,
+        config=checkpoint.model_args,
+        embedding_dim=checkpoint.model.embedding_dim,
+        metric=checkpoint.metric,
+        preprocessing=checkpoint.preprocessing,
+        data_hash=checkpoint.data_hash,
+        trained_at=checkpoint.trained_at,
+        metrics=checkpoint.metrics,
+        parity_max_abs_error=error,
     )
 
 
@@ -231,16 +217,3 @@ def _quiet_exporter():
     finally:
         for logger, level in saved.items():
             logger.setLevel(level)
-
-
-def _fsync_dir(path: Path) -> None:
-    """Makes the files (and a rename) inside `path` durable before anyone is told it exists."""
-    for child in path.iterdir():
-        if child.is_file():
-            with open(child, "rb") as f:
-                os.fsync(f.fileno())
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

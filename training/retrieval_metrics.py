@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-METRICS = ("cosine", "dot_product", "squared_l2")
+from lookalike.model_format import METRICS
 
 
 def nearest_neighbors(

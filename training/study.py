@@ -22,12 +22,13 @@ import torch
 from tqdm import tqdm
 
 from encoder_service.onnx_model import OnnxModel
+from lookalike import model_format
 from lookalike.preprocessing import Preprocessing
 from training.augment import augment
 from training.checkpoint import load_checkpoint
 from training.config import COLOUR_EDITS, EDITS, AugmentConfig, TrainConfig
 from training.data import Dataset, Split, data_hash
-from training.export import existing_versions, export
+from training.export import export
 from training.models import Baseline
 from training.pipeline import default_split, load_data, train_checkpoint
 from training.retrieval_metrics import copy_detection, mean_average_precision, precision_at_k
@@ -155,10 +156,10 @@ def _weights_settings(config: dict[str, Any]) -> dict[str, Any]:
 
 def _exported(checkpoint_path: Path, repository: Path, name: str) -> Path:
     """The newest exported version of this row, exporting the checkpoint when it is newer than it."""
-    versions = existing_versions(repository / name)
+    versions = model_format.published_versions(model_format.model_dir(repository, name))
     if versions:
-        newest = repository / name / str(max(versions))
-        if (newest / "encoder.onnx").stat().st_mtime >= checkpoint_path.stat().st_mtime:
+        newest = model_format.version_dir(repository, name, versions[-1])
+        if (newest / model_format.ENCODER_FILE).stat().st_mtime >= checkpoint_path.stat().st_mtime:
             return newest
     return export(checkpoint_path, repository, name)
 
