@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pytest
 from PIL import Image
 
+from lookalike.client import SearchClient
+from lookalike.errors import DeadlineExceeded, Internal, LookalikeError, Unavailable
+from lookalike_cli.indexing import index_folder
 from lookalike_cli.main import main
+from tests.conftest import png_bytes
 
 
 def test_index_reports_every_unusable_file_and_query_draws_a_sheet(tmp_path, search_address, digit_pngs, capsys):
@@ -35,9 +41,106 @@ def test_index_reports_every_unusable_file_and_query_draws_a_sheet(tmp_path, sea
 
 
 def test_help_texts_exist_for_every_command(capsys):
-    import pytest
-
     for command in ["train", "export", "serve-encoder", "serve-search", "index", "query", "demo"]:
         with pytest.raises(SystemExit):
             main([command, "--help"])
         assert "usage: lookalike " + command in capsys.readouterr().out
+
+
+class Flaky:
+    """The real client, but its first upserts fail with `errors`, as a busy or restarting server's would."""
+
+    def __init__(self, client: SearchClient, errors: list[LookalikeError]) -> None:
+        self.client, self.errors, self.timeouts = client, list(errors), []
+
+    @property
+    def timeout(self) -> float:
+        return self.client.timeout
+
+    def upsert(self, collection, items, *, timeout):
+        self.timeouts.append(timeout)
+        if self.errors:
+            raise self.errors.pop(0)
+        return self.client.upsert(collection, items, timeout=timeout)
+
+
+def digits_folder(root, digit_pngs, count: int):
+    root.mkdir()
+    for i, png in enumerate(digit_pngs[:count]):
+        (root / f"digit-{i:02}.png").write_bytes(png)
+    return root
+
+
+def test_passing_failures_are_retried_with_a_longer_deadline(tmp_path, search, digit_pngs):
+    folder = digits_folder(tmp_path / "digits", digit_pngs, 6)
+    search.create_collection("retry", allow_existing=True)
+    busy = [Unavailable("the server is restarting", reason=""), DeadlineExceeded("Deadline Exceeded", reason="")]
+    flaky = Flaky(search, busy)
+    report = index_folder(flaky, "retry", folder, retry_delays=(0.0, 0.0, 0.0), progress=False)
+    assert (report.indexed, report.stopped, report.left) == (6, "", [])
+    assert flaky.timeouts == [10, 20, 40]
+
+
+def test_a_failure_that_is_not_passing_stops_the_run_at_once_and_lists_what_is_left(tmp_path, search, digit_pngs):
+    folder = digits_folder(tmp_path / "digits", digit_pngs, 10)
+    search.create_collection("bug", allow_existing=True)
+    flaky = Flaky(search, [Internal("internal error in /lookalike.v1.Search/Upsert; see the server log", reason="")])
+    report = index_folder(flaky, "bug", folder, batch_size=4, retry_delays=(0.0, 0.0), progress=False)
+    assert report.indexed == 0 and report.stopped.startswith("INTERNAL: internal error") and len(flaky.timeouts) == 1
+    assert report.left == [str(folder / f"digit-{i:02}.png") for i in range(10)]
+
+
+def test_a_batch_over_the_message_limit_is_split_and_a_file_over_it_fails_alone(tmp_path, search_settings, digit_pngs):
+    from search_service.server import create_server
+
+    server, port = create_server(search_settings.model_copy(update={"max_message_bytes": 2048}))  # ~5 digits
+    server.start()
+    try:
+        folder = digits_folder(tmp_path / "digits", digit_pngs, 8)
+        noise = np.random.default_rng(0).integers(0, 256, (40, 40, 3), dtype=np.uint8)
+        (folder / "big.png").write_bytes(png_bytes(noise))  # ~5 KB alone
+        with SearchClient(f"127.0.0.1:{port}", timeout=10) as client:
+            client.create_collection("small", allow_existing=True)
+            report = index_folder(client, "small", folder, batch_size=8, progress=False)
+    finally:
+        server.stop(None)
+    assert (report.indexed, report.stopped) == (8, "")
+    assert [(path, reason.split(":")[0]) for path, reason in report.failed] == [(str(folder / "big.png"), "over the service's message size limit")]
+
+
+def test_a_run_that_loses_its_server_stops_with_its_accounting_and_resumes(tmp_path, search_settings, digit_pngs, monkeypatch, capsys):
+    from search_service.server import create_server
+
+    folder = digits_folder(tmp_path / "catalogue", digit_pngs, 20)
+    (folder / "0-truncated.png").write_bytes(digit_pngs[0][:70])  # sorted first: in the first batch
+    (folder / ".DS_Store").write_bytes(b"junk")
+    left_list = tmp_path / "left.txt"
+    server, port = create_server(search_settings)
+    server.start()
+    upsert = SearchClient.upsert
+
+    def upsert_then_lose_the_server(self, *args, **kwargs):
+        upserted = upsert(self, *args, **kwargs)
+        server.stop(None)  # the first batch went through; the next finds nobody
+        return upserted
+
+    monkeypatch.setattr(SearchClient, "upsert", upsert_then_lose_the_server)
+    command = ["index", str(folder), "--collection", "cat", "--batch-size", "8", "--retries", "0", "--left-list", str(left_list)]
+    with pytest.raises(SystemExit) as stopped:
+        main([*command, "--search", f"127.0.0.1:{port}"])
+    message = str(stopped.value.code)
+    assert "stopped early (UNAVAILABLE" in message and f"13 files left, listed in {left_list}" in message and "--skip-existing" in message
+    out = capsys.readouterr().out
+    assert "indexed 7, skipped 1, failed 1" in out and "0-truncated.png: IMAGE_UNDECODABLE" in out and "13 files left" in out
+    assert left_list.read_text().splitlines() == [str(folder / f"digit-{i:02}.png") for i in range(7, 20)]
+
+    monkeypatch.undo()
+    server, port = create_server(search_settings)  # back, on the same data
+    server.start()
+    try:
+        assert main([*command, "--search", f"127.0.0.1:{port}", "--skip-existing"]) == 0
+        assert "indexed 13, skipped 8, failed 1" in capsys.readouterr().out
+        with SearchClient(f"127.0.0.1:{port}") as client:
+            assert client.get_collection("cat").size == 20
+    finally:
+        server.stop(None)
