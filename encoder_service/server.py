@@ -11,12 +11,15 @@ from encoder_service.execution_providers import providers_for
 from encoder_service.model_repository import ModelRepository
 from encoder_service.servicer import EncoderServicer
 from encoder_service.settings import EncoderSettings
-from server_toolkit import grpc_server
+from server_toolkit import auth, grpc_server
 from lookalike.v1 import encoder_pb2, encoder_pb2_grpc
 
 log = logging.getLogger(__name__)
 
-SERVICE_NAMES = [encoder_pb2.DESCRIPTOR.services_by_name["Encoder"].full_name]
+SERVICE = encoder_pb2.DESCRIPTOR.services_by_name["Encoder"]
+SERVICE_NAMES = [SERVICE.full_name]
+# What a token must grant for each method (docs/security.md); every method is read-only here.
+PERMISSIONS = auth.method_permissions(SERVICE, read=["Embed", "Reconstruct", "GetModel", "ListModels"])
 
 
 class _RepositoryWatcher(threading.Thread):
@@ -50,6 +53,8 @@ def serve(settings: EncoderSettings) -> None:
 
 
 def _build(settings: EncoderSettings):
+    # First, so settings that would expose the server are refused before any model loads.
+    server = grpc_server.new_server(settings, PERMISSIONS, max_workers=settings.max_workers, max_message_bytes=settings.max_message_bytes)
     repository = ModelRepository(
         settings.model_repository,
         providers_for(settings.device),
@@ -57,14 +62,13 @@ def _build(settings: EncoderSettings):
         settings.default_model,
     )
     repository.refresh()
-    server = grpc_server.new_server(max_workers=settings.max_workers, max_message_bytes=settings.max_message_bytes)
     encoder_pb2_grpc.add_EncoderServicer_to_server(EncoderServicer(repository, settings), server)
-    health = grpc_server.add_health_and_reflection(server, SERVICE_NAMES)
+    health = grpc_server.add_health_and_reflection(server, SERVICE_NAMES, reflection_on=settings.reflection)
     grpc_server.set_serving(health, SERVICE_NAMES, bool(repository.all()))
     if not repository.all():
         log.warning("no model loaded yet", extra={"fields": {"repository": str(settings.model_repository)}})
     if settings.refresh_seconds > 0:
         watcher = _RepositoryWatcher(repository, health, settings.refresh_seconds)
         watcher.start()
-    port = grpc_server.bind(server, settings.host, settings.port)
+    port = grpc_server.bind(server, settings, settings.port)
     return server, port, health

@@ -4,13 +4,14 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from server_toolkit.security import SecuritySettings
 
 
-class EncoderSettings(BaseSettings):
+class EncoderSettings(SecuritySettings):  # host, TLS, tokens, reflection: docs/security.md
     model_config = SettingsConfigDict(env_prefix="LOOKALIKE_ENCODER_", cli_kebab_case=True, cli_implicit_flags=True)
 
-    host: str = Field("[::]", description="address to listen on")
     port: int = Field(50051, description="TCP port; 0 picks a free one")
     model_repository: Path = Field(Path("models"), description="folder of models/<name>/<version>/encoder.onnx")
     default_model: str = Field("", description="model used when a request names none; empty: the first name in the repository")

@@ -2,7 +2,8 @@
 
 Thin over the generated stubs: numpy in and out where vectors are concerned, a raised message
 limit, a deadline on every call (the client's default or the call's own `timeout`), TLS or any
-channel the caller builds, and `wait_until_serving` through the standard health service.
+channel the caller builds, a bearer token on every call (`token=`, see docs/security.md), and
+`wait_until_serving` through the standard health service.
 A refused call raises the `lookalike.errors` exception its status details describe
 (`InvalidArgument` with `reason` and `field_violations`, `NotFound`, ...), never a bare
 grpc.RpcError; the original stays on the exception as `rpc_error`.
@@ -10,9 +11,11 @@ grpc.RpcError; the original stays on the exception as `rpc_error`.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import time
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import NamedTuple
 
 import grpc
@@ -37,13 +40,66 @@ def message_options(max_message_bytes: int) -> list[tuple[str, int]]:
 
 
 def new_channel(
-    target: str, credentials: grpc.ChannelCredentials | None = None, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    target: str,
+    credentials: grpc.ChannelCredentials | None = None,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    token: str | None = None,
 ) -> grpc.Channel:
-    """A channel to `target` ("host:port", "dns:///name:port"), over TLS when `credentials` are given."""
+    """A channel to `target` ("host:port", "dns:///name:port"), over TLS when `credentials` are given.
+
+    `token` goes with every call as `authorization: Bearer <token>`. Over TLS it travels as call
+    credentials, which gRPC never sends on a plaintext channel; on a plaintext channel (loopback,
+    tests) it can only travel as plain metadata, readable by anyone on the path.
+    """
     options = message_options(max_message_bytes)
     if credentials is None:
-        return grpc.insecure_channel(target, options=options)
+        return with_token(grpc.insecure_channel(target, options=options), token)
+    if token:
+        credentials = grpc.composite_channel_credentials(credentials, grpc.access_token_call_credentials(token))
     return grpc.secure_channel(target, credentials, options=options)
+
+
+def tls_credentials(
+    ca_file: str | Path | None = None, cert_file: str | Path | None = None, key_file: str | Path | None = None
+) -> grpc.ChannelCredentials | None:
+    """TLS credentials from PEM files, or None (plaintext) when no file is named.
+
+    `ca_file` is the CA that signed the server's certificate (a system bundle such as
+    /etc/ssl/certs/ca-certificates.crt for a public one); `cert_file` and `key_file` together are
+    this client's certificate, for servers that require mutual TLS.
+    """
+    if (cert_file is None) != (key_file is None):
+        raise ValueError("a client certificate needs both cert_file and key_file")
+    if ca_file is None and cert_file is None:
+        return None
+    pem = [None if path is None else Path(path).read_bytes() for path in (ca_file, key_file, cert_file)]
+    return grpc.ssl_channel_credentials(*pem)
+
+
+def with_token(channel: grpc.Channel, token: str | None) -> grpc.Channel:
+    """`channel`, sending `token` as bearer metadata on every call; `channel` itself without a token."""
+    return grpc.intercept_channel(channel, _BearerToken(token)) if token else channel
+
+
+class _CallDetails(
+    collections.namedtuple("_CallDetails", ("method", "timeout", "metadata", "credentials", "wait_for_ready", "compression")),
+    grpc.ClientCallDetails,
+):
+    pass
+
+
+class _BearerToken(grpc.UnaryUnaryClientInterceptor):
+    """Adds the authorization metadata to every call; every Lookalike RPC and health Check is unary."""
+
+    def __init__(self, token: str) -> None:
+        self._header = ("authorization", f"Bearer {token}")
+
+    def intercept_unary_unary(self, continuation, details, request):
+        metadata = [*(details.metadata or ()), self._header]
+        return continuation(
+            _CallDetails(details.method, details.timeout, metadata, details.credentials, details.wait_for_ready, details.compression),
+            request,
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,15 +169,20 @@ class _Client:
         target: str | grpc.Channel,
         *,
         credentials: grpc.ChannelCredentials | None = None,
+        token: str | None = None,
         timeout: float = 30.0,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     ) -> None:
-        """`target` is an address (TLS when `credentials` are given) or a channel the caller owns;
-        `timeout` is the deadline of every call that does not give its own."""
+        """`target` is an address (TLS when `credentials` are given, see `tls_credentials`) or a
+        channel the caller owns; `token` is sent as the bearer token of every call; `timeout` is
+        the deadline of every call that does not give its own."""
         self._owns_channel = isinstance(target, str)
         self.address = target if isinstance(target, str) else ""
         self.timeout = timeout
-        self.channel = new_channel(target, credentials, max_message_bytes) if isinstance(target, str) else target
+        if isinstance(target, str):
+            self.channel = new_channel(target, credentials, max_message_bytes, token)
+        else:
+            self.channel = with_token(target, token)
         self._health = health_pb2_grpc.HealthStub(self.channel)
 
     def wait_until_serving(self, timeout: float = 30.0) -> None:

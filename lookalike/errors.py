@@ -120,6 +120,18 @@ class Unavailable(LookalikeError):
     code = grpc.StatusCode.UNAVAILABLE
 
 
+class Unauthenticated(LookalikeError):
+    """The call carries no bearer token, or one the server does not know."""
+
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class PermissionDenied(LookalikeError):
+    """The token is valid but lacks the permission (read, write, admin) the method needs."""
+
+    code = grpc.StatusCode.PERMISSION_DENIED
+
+
 class DeadlineExceeded(LookalikeError):
     """The caller's deadline ran out."""
 
@@ -134,7 +146,18 @@ class Internal(LookalikeError):
 
 _CLASS_OF = {
     cls.code: cls
-    for cls in (InvalidArgument, NotFound, AlreadyExists, FailedPrecondition, ResourceExhausted, Unavailable, DeadlineExceeded, Internal)
+    for cls in (
+        InvalidArgument,
+        NotFound,
+        AlreadyExists,
+        FailedPrecondition,
+        ResourceExhausted,
+        Unavailable,
+        Unauthenticated,
+        PermissionDenied,
+        DeadlineExceeded,
+        Internal,
+    )
 }
 
 
@@ -181,7 +204,7 @@ def from_rpc_error(error: grpc.RpcError) -> LookalikeError:
     cls = _CLASS_OF.get(code, LookalikeError)
     rebuilt = _new(cls, message, reason, violations, metadata)
     if cls is LookalikeError:
-        rebuilt.code = code  # a code without a class of its own (CANCELLED, UNAUTHENTICATED, ...)
+        rebuilt.code = code  # a code without a class of its own (CANCELLED, ABORTED, ...)
     rebuilt.rpc_error = error
     return rebuilt
 

@@ -1,10 +1,11 @@
-"""The `lookalike` command line: train, export, eval, serve, index, query, demo.
+"""The `lookalike` command line: train, export, eval, serve, index, query, demo, token.
 
 Every subcommand has --help. Server flags also read LOOKALIKE_ENCODER_* and
 LOOKALIKE_SEARCH_* variables; client addresses read LOOKALIKE_ENCODER_ADDRESS
-and LOOKALIKE_SEARCH_ADDRESS. Heavy imports (torch, servers) happen inside the
-subcommand that needs them, so `lookalike query` starts fast and serving never
-imports torch.
+and LOOKALIKE_SEARCH_ADDRESS, the bearer token LOOKALIKE_TOKEN, and TLS files
+LOOKALIKE_TLS_CA, LOOKALIKE_TLS_CERT and LOOKALIKE_TLS_KEY. Heavy imports (torch,
+servers) happen inside the subcommand that needs them, so `lookalike query`
+starts fast and serving never imports torch.
 """
 
 from __future__ import annotations
@@ -28,6 +29,28 @@ def _client_flags(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--collection", default="digits", help="collection name (default %(default)s)")
     parser.add_argument("--timeout", type=float, default=60.0, help="deadline of each call, seconds (default %(default)s)")
+    parser.add_argument(
+        "--tls-ca",
+        type=Path,
+        default=os.environ.get("LOOKALIKE_TLS_CA"),
+        help="CA certificate (PEM) that signed the server's; turns TLS on (env LOOKALIKE_TLS_CA)",
+    )
+    parser.add_argument(
+        "--tls-cert",
+        type=Path,
+        default=os.environ.get("LOOKALIKE_TLS_CERT"),
+        help="client certificate (PEM), for servers that require mutual TLS (env LOOKALIKE_TLS_CERT)",
+    )
+    parser.add_argument("--tls-key", type=Path, default=os.environ.get("LOOKALIKE_TLS_KEY"), help="its private key (env LOOKALIKE_TLS_KEY)")
+    # The token has no flag: a flag's value shows in `ps` and shell history.
+    parser.epilog = "The bearer token sent with every call comes from the LOOKALIKE_TOKEN variable."
+
+
+def _connection(args) -> dict:
+    """The TLS credentials and token of a client command, as keyword arguments of the typed clients."""
+    from lookalike.client import tls_credentials
+
+    return {"credentials": tls_credentials(args.tls_ca, args.tls_cert, args.tls_key), "token": os.environ.get("LOOKALIKE_TOKEN")}
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict]:
@@ -60,7 +83,19 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     index.add_argument("--batch-size", type=int, default=64, help="images per upsert call (default %(default)s)")
     index.add_argument("--tag", action="append", default=[], help="tag every item with this (repeatable)")
     index.add_argument("--no-folder-tags", action="store_true", help="do not tag items with folder:<subfolder>")
-    index.add_argument("--skip-existing", action="store_true", help="leave ids already in the collection alone")
+    index.add_argument("--skip-existing", action="store_true", help="leave ids already in the collection alone (resumes a stopped run)")
+    index.add_argument(
+        "--retries",
+        type=int,
+        default=3,
+        help="retries of a call that failed for a passing reason (server down, busy, slow), 1 s, 2 s, 4 s... apart (default %(default)s)",
+    )
+    index.add_argument(
+        "--left-list",
+        type=Path,
+        default=Path("lookalike-index-left.txt"),
+        help="where a stopped run lists the files it did not send, one path a line (default %(default)s)",
+    )
 
     query = commands.add_parser("query", help="find the images most like IMAGE")
     query.add_argument("image", type=Path, help="the query image file")
@@ -69,6 +104,16 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     query.add_argument("--all-of", action="append", default=[], help="results carry this tag (repeatable)")
     query.add_argument("--none-of", action="append", default=[], help="results do not carry this tag (repeatable)")
     query.add_argument("--sheet", type=Path, help="write a contact sheet PNG of the query and its results here")
+
+    token = commands.add_parser("token", help="make bearer tokens for the servers' tokens files")
+    token_actions = token.add_subparsers(dest="action", required=True, metavar="ACTION")
+    new_token = token_actions.add_parser(
+        "new",
+        help="print a new token once and append its hash to a tokens file",
+        description="Prints a new random token once, on stdout, and appends its SHA-256 to the tokens file; servers read the file when they start.",
+    )
+    new_token.add_argument("--permission", choices=["read", "write", "admin"], required=True, help="what the token may do (docs/security.md)")
+    new_token.add_argument("--tokens-file", type=Path, required=True, help="a server's tokens_file; made when missing")
 
     demo = commands.add_parser("demo", help="train, export, serve, index and query the demo digits end to end")
     demo.add_argument("--workdir", type=Path, default=Path("demo-output"), help="where everything goes (default %(default)s)")
@@ -94,7 +139,12 @@ def main(argv: list[str] | None = None) -> int:
                 from search_service.server import serve
         except ImportError as missing:
             sys.exit(f"lookalike {args.command}: {missing.name} is missing; install the servers with `pip install 'lookalike[server]'`")
-        serve(settings)
+        from server_toolkit.security import InsecureSettings
+
+        try:
+            serve(settings)
+        except InsecureSettings as refused:
+            sys.exit(f"lookalike {args.command}: {refused}")
         return 0
     return COMMANDS[args.command](args)
 
@@ -122,12 +172,16 @@ def _eval(args) -> int:
 
 def _index(args) -> int:
     from lookalike.client import SearchClient
-    from lookalike_cli.indexing import index_folder
+    from lookalike.errors import NotFound
+    from lookalike_cli.indexing import backoff, index_folder
 
     if not args.folder.is_dir():
         sys.exit(f"lookalike index: {args.folder} is not a folder")
-    with SearchClient(args.search, timeout=args.timeout) as client:
-        collection = client.create_collection(args.collection, model=args.model, allow_existing=True)
+    with SearchClient(args.search, timeout=args.timeout, **_connection(args)) as client:
+        try:  # an existing collection needs only a write token; creating one needs admin
+            collection = client.get_collection(args.collection)
+        except NotFound:
+            collection = client.create_collection(args.collection, model=args.model, allow_existing=True)
         print(f"collection {collection.name!r}: {collection.dimension}-d, model {collection.model.name} v{collection.model.version}")
         report = index_folder(
             client,
@@ -137,8 +191,20 @@ def _index(args) -> int:
             tags=tuple(args.tag),
             folder_tags=not args.no_folder_tags,
             skip_existing=args.skip_existing,
+            retry_delays=backoff(args.retries),
         )
     print(report.summary())
+    if report.stopped:
+        left_list = args.left_list.resolve()
+        try:
+            left_list.write_text("".join(f"{path}\n" for path in report.left))
+            listed = f"listed in {left_list}"
+        except OSError as error:  # the summary above still counts them
+            listed = f"not listed: {left_list}: {error.strerror}"
+        sys.exit(
+            f"lookalike index: stopped early ({report.stopped}); {len(report.left)} files left, {listed}. "
+            "Run the same command with --skip-existing to resume."
+        )
     return 0
 
 
@@ -148,7 +214,7 @@ def _query(args) -> int:
     from lookalike.contact_sheet import render
 
     data = args.image.read_bytes()
-    with SearchClient(args.search, timeout=args.timeout) as client:
+    with SearchClient(args.search, timeout=args.timeout, **_connection(args)) as client:
         neighbors = client.search(args.collection, image=data, k=args.k, all_of=args.all_of, none_of=args.none_of)
     print(table(neighbors))
     if args.sheet:
@@ -163,7 +229,17 @@ def _demo(args) -> int:
     return run_demo(args.workdir, epochs=args.epochs, queries=args.queries)
 
 
-COMMANDS = {"train": _train, "export": _export, "eval": _eval, "index": _index, "query": _query, "demo": _demo}
+def _token(args) -> int:
+    from server_toolkit.auth import Permission, add_token
+
+    token = add_token(args.tokens_file, Permission[args.permission.upper()])
+    print(f"appended the hash of a new {args.permission} token to {args.tokens_file} (restart the servers that read it);", file=sys.stderr)
+    print("the token, shown this once:", file=sys.stderr)
+    print(token)  # alone on stdout, so `> file` keeps just the token
+    return 0
+
+
+COMMANDS = {"train": _train, "export": _export, "eval": _eval, "index": _index, "query": _query, "token": _token, "demo": _demo}
 
 
 def run() -> int:

@@ -18,10 +18,18 @@ from lookalike.v1 import encoder_pb2, encoder_pb2_grpc, images_pb2
 
 
 class EncoderGateway:
-    def __init__(self, address: str, max_timeout_seconds: float, max_message_bytes: int) -> None:
+    def __init__(
+        self,
+        address: str,
+        max_timeout_seconds: float,
+        max_message_bytes: int,
+        credentials: grpc.ChannelCredentials | None = None,
+        token: str | None = None,
+    ) -> None:
+        """`credentials`: TLS to the encoder (None: plaintext); `token`: this service's bearer token there."""
         self.address = address
         self.max_timeout = max_timeout_seconds
-        self._channel = new_channel(address, max_message_bytes=max_message_bytes)
+        self._channel = new_channel(address, credentials, max_message_bytes, token)
         self._stub = encoder_pb2_grpc.EncoderStub(self._channel)
 
     def model_info(self, ref: images_pb2.ModelRef, time_left: float) -> encoder_pb2.ModelInfo:

@@ -6,7 +6,8 @@ import logging
 
 import grpc
 
-from server_toolkit import grpc_server
+from lookalike.client import tls_credentials
+from server_toolkit import auth, grpc_server
 from lookalike.v1 import search_pb2, search_pb2_grpc
 from search_service.collection_store import CollectionStore
 from search_service.encoder_gateway import EncoderGateway
@@ -15,7 +16,16 @@ from search_service.settings import SearchSettings
 
 log = logging.getLogger(__name__)
 
-SERVICE_NAMES = [search_pb2.DESCRIPTOR.services_by_name["Search"].full_name]
+SERVICE = search_pb2.DESCRIPTOR.services_by_name["Search"]
+SERVICE_NAMES = [SERVICE.full_name]
+# What a token must grant for each method (docs/security.md): reads, item writes, and the
+# collection-level changes that can lose a catalogue.
+PERMISSIONS = auth.method_permissions(
+    SERVICE,
+    read=["Search", "Get", "ListCollections", "GetCollection"],
+    write=["Upsert", "Delete"],
+    admin=["CreateCollection", "DeleteCollection"],
+)
 
 
 def create_server(settings: SearchSettings) -> tuple[grpc.Server, int]:
@@ -35,12 +45,18 @@ def serve(settings: SearchSettings) -> None:
 
 
 def _build(settings: SearchSettings):
-    server = grpc_server.new_server(max_workers=settings.max_workers, max_message_bytes=settings.max_message_bytes)
-    health = grpc_server.add_health_and_reflection(server, SERVICE_NAMES)
+    server = grpc_server.new_server(settings, PERMISSIONS, max_workers=settings.max_workers, max_message_bytes=settings.max_message_bytes)
+    health = grpc_server.add_health_and_reflection(server, SERVICE_NAMES, reflection_on=settings.reflection)
     store = CollectionStore(settings.data_dir, fsync=settings.fsync, snapshot_every=settings.snapshot_every)
-    encoder = EncoderGateway(settings.encoder_address, settings.encoder_timeout_seconds, settings.max_message_bytes)
+    encoder = EncoderGateway(
+        settings.encoder_address,
+        settings.encoder_timeout_seconds,
+        settings.max_message_bytes,
+        credentials=tls_credentials(settings.encoder_tls_ca_file, settings.encoder_tls_cert_file, settings.encoder_tls_key_file),
+        token=settings.encoder_token(),
+    )
     search_pb2_grpc.add_SearchServicer_to_server(SearchServicer(store, encoder, settings), server)
-    port = grpc_server.bind(server, settings.host, settings.port)
+    port = grpc_server.bind(server, settings, settings.port)
     grpc_server.set_serving(health, SERVICE_NAMES, True)
     log.info("collections loaded", extra={"fields": {"collections": len(store.list())}})
     for name, reason in store.failed().items():

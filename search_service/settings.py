@@ -3,18 +3,25 @@
 from pathlib import Path
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from server_toolkit.security import SecuritySettings
 
 
-class SearchSettings(BaseSettings):
+class SearchSettings(SecuritySettings):  # host, TLS, tokens, reflection: docs/security.md
     model_config = SettingsConfigDict(env_prefix="LOOKALIKE_SEARCH_", cli_kebab_case=True, cli_implicit_flags=True)
 
-    host: str = Field("[::]", description="address to listen on")
     port: int = Field(50052, description="TCP port; 0 picks a free one")
     data_dir: Path = Field(Path("data/search"), description="where collections keep their logs and snapshots")
     encoder_address: str = Field("localhost:50051", description="the encoder service, for searches and upserts by image")
     encoder_timeout_seconds: float = Field(
         30.0, description="longest a call to the encoder service may take; a call gets less when its caller's deadline is nearer"
+    )
+    encoder_tls_ca_file: Path | None = Field(None, description="CA of the encoder service's certificate, PEM; set: TLS to the encoder")
+    encoder_tls_cert_file: Path | None = Field(None, description="this service's client certificate for the encoder's mutual TLS, PEM")
+    encoder_tls_key_file: Path | None = Field(None, description="private key of encoder_tls_cert_file, PEM")
+    encoder_token_file: Path | None = Field(
+        None, description="file holding the token this service sends to the encoder (a read token); a file keeps it out of `ps` and the environment"
     )
     fsync: bool = Field(True, description="fsync the write-ahead log before acknowledging a write")
     snapshot_every: int = Field(10_000, description="write a snapshot after this many logged writes")
@@ -24,3 +31,12 @@ class SearchSettings(BaseSettings):
     max_workers: int = Field(8, description="gRPC worker threads")
     grace_seconds: float = Field(10.0, description="time in-flight calls get to finish on shutdown")
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR")
+
+    def encoder_token(self) -> str | None:
+        """The token of encoder_token_file, read at start; None without one."""
+        if self.encoder_token_file is None:
+            return None
+        token = self.encoder_token_file.read_text().strip()
+        if not token:
+            raise ValueError(f"encoder_token_file {self.encoder_token_file} is empty")
+        return token

@@ -40,6 +40,9 @@ class ErrorReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ENCODER_FAILED: _ClassVar[ErrorReason]
     SHUTTING_DOWN: _ClassVar[ErrorReason]
     DEADLINE_TOO_SHORT: _ClassVar[ErrorReason]
+    TOKEN_MISSING: _ClassVar[ErrorReason]
+    TOKEN_INVALID: _ClassVar[ErrorReason]
+    PERMISSION_DENIED: _ClassVar[ErrorReason]
 ERROR_REASON_UNSPECIFIED: ErrorReason
 REQUIRED_FIELD_MISSING: ErrorReason
 BATCH_EMPTY: ErrorReason
@@ -74,3 +77,6 @@ ENCODER_UNAVAILABLE: ErrorReason
 ENCODER_FAILED: ErrorReason
 SHUTTING_DOWN: ErrorReason
 DEADLINE_TOO_SHORT: ErrorReason
+TOKEN_MISSING: ErrorReason
+TOKEN_INVALID: ErrorReason
+PERMISSION_DENIED: ErrorReason

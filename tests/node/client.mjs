@@ -1,5 +1,7 @@
 // A foreign client: @grpc/grpc-js with the .proto files, as another team's Node service would.
 // Usage: node client.mjs ENCODER_ADDRESS SEARCH_ADDRESS IMAGE_FILE   -> prints one JSON object.
+// Plaintext; with LOOKALIKE_TLS_CA and LOOKALIKE_TOKEN set (the variables the lookalike CLI reads),
+// TLS verified by that CA, and the token as call credentials on every call.
 import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -38,7 +40,15 @@ const detailsOf = (error) => {
   });
 };
 
-const credentials = grpc.credentials.createInsecure();
+const caFile = process.env.LOOKALIKE_TLS_CA;
+const tls = caFile ? grpc.credentials.createSsl(readFileSync(caFile)) : null;
+const bearer = grpc.credentials.createFromMetadataGenerator((_params, callback) => {
+  const metadata = new grpc.Metadata();
+  metadata.set("authorization", `Bearer ${process.env.LOOKALIKE_TOKEN}`);
+  callback(null, metadata);
+});
+// grpc-js sends call credentials over secure channels only, so the token never travels in clear.
+const credentials = tls ? grpc.credentials.combineChannelCredentials(tls, bearer) : grpc.credentials.createInsecure();
 const limits = { "grpc.max_send_message_length": 64 << 20, "grpc.max_receive_message_length": 64 << 20 };
 const encoder = new api.Encoder(encoderAddress, credentials, limits);
 const search = new api.Search(searchAddress, credentials, limits);
@@ -74,5 +84,9 @@ result.size = (await call(search, "GetCollection", { name: "from-node" })).size;
 result.first_id = (await call(search, "Search", { collection: "from-node", image: { encoded: image }, k: 1 })).neighbors[0].id;
 result.empty_image = await failureOf(call(encoder, "Embed", { images: [{ encoded: Buffer.alloc(0) }] }));
 result.missing_collection = await failureOf(call(search, "Search", { collection: "nope", vector: { values: [1] }, k: 1 }));
+if (tls) {
+  const withoutToken = new api.Search(searchAddress, tls, limits);
+  result.no_token = await failureOf(call(withoutToken, "DeleteCollection", { name: "from-node" }));
+}
 console.log(JSON.stringify(result));
 process.exit(0);
