@@ -20,6 +20,12 @@ def png_bytes(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+@pytest.fixture(autouse=True)
+def _private_image_cache(tmp_path_factory, monkeypatch):
+    """Decoded-image caches go to a temporary folder, never the user's ~/.cache/lookalike."""
+    monkeypatch.setenv("LOOKALIKE_CACHE_DIR", str(tmp_path_factory.mktemp("image-cache")))
+
+
 @pytest.fixture
 def one_torch_thread():
     """Torch on one thread: CI boxes have 2 cores, and tests must not fight each other for them."""

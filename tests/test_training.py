@@ -19,6 +19,7 @@ from lookalike.model_format import ModelCard  # noqa: E402
 from lookalike.preprocessing import Preprocessing  # noqa: E402
 from training import cli  # noqa: E402
 from training.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+from training.config import LoadConfig  # noqa: E402
 from training.data import Dataset, Split, data_hash, load_digits, load_folder, split_indices  # noqa: E402
 from training.export import EXPORT_BATCH, PARITY_TOLERANCE, ParityError, export  # noqa: E402
 from training.models import ARCHITECTURES, build_model  # noqa: E402
@@ -175,7 +176,9 @@ def _always_fails(*args, **kwargs):
 
 def test_digits_load_and_split(digits):
     assert digits.images.shape == (5000, 1, 28, 28) and digits.images.dtype == np.float32
-    assert 0.0 <= digits.images.min() and digits.images.max() <= 1.0
+    images = np.asarray(digits.images)  # (N, C, H, W), every image at once: fine for 5000 digits
+    assert images.shape == (5000, 1, 28, 28) and 0.0 <= images.min() and images.max() <= 1.0
+    assert np.array_equal(digits.batch(np.array([7, 3])), images[[7, 3]]) and np.array_equal(digits.images[9], images[9])
     split = split_indices(len(digits))
     assert (len(split.train), len(split.val), len(split.test)) == (3600, 400, 1000)
     everything = np.concatenate([split.train, split.val, split.test])
@@ -185,7 +188,7 @@ def test_digits_load_and_split(digits):
     assert Split.from_dict(split.to_dict()).test.tolist() == split.test.tolist()
 
 
-def test_load_folder_skips_unusable_files_and_reports_them(tmp_path):
+def test_load_folder_skips_unusable_files_and_reports_them(tmp_path, tmp_path_factory):
     spec = Preprocessing(height=16, width=16, channels=3)
     (tmp_path / "cats").mkdir()
     (tmp_path / "dogs" / "small").mkdir(parents=True)
@@ -197,7 +200,7 @@ def test_load_folder_skips_unusable_files_and_reports_them(tmp_path):
     (tmp_path / "notes.txt").write_text("not an image")
     (tmp_path / ".DS_Store").write_bytes(b"\0\0")  # hidden files are not part of the collection
 
-    data = load_folder(tmp_path, spec)
+    data = load_folder(tmp_path, spec, LoadConfig(cache_dir=tmp_path_factory.mktemp("cache"), workers=1, progress=False))
     assert data.images.shape == (2, 3, 16, 16)
     assert data.labels.tolist() == ["cats", "dogs/small"]
     assert sorted(p.rsplit("/", 1)[-1] for p, _ in data.skipped) == ["broken.png", "notes.txt"]
@@ -205,8 +208,8 @@ def test_load_folder_skips_unusable_files_and_reports_them(tmp_path):
 
 
 def test_data_hash_names_the_exact_images(digits):
-    assert data_hash(digits.images) == data_hash(digits.images.copy())
-    changed = digits.images.copy()
+    assert data_hash(digits.images) == data_hash(np.asarray(digits.images))  # streamed == whole
+    changed = np.array(digits.images)
     changed[0, 0, 0, 0] += 1e-3
     assert data_hash(changed) != data_hash(digits.images)
 
@@ -246,6 +249,7 @@ def test_cli_trains_and_exports_a_folder(tmp_path):
         "--data", str(tmp_path / "images"), "--image-size", "16", "16", "--epochs", "1", "--batch-size", "8",
         "--model-arg", "conv_channels=[4,8]", "--model-arg", "fc_dim=16", "--model-arg", "pooling=avg",
         "--embedding-dim", "8", "--threads", "1", "--no-progress", "--out", str(tmp_path / "c.pt"),
+        "--cache-dir", str(tmp_path / "cache"), "--workers", "1",
     ]))  # fmt: skip
     assert load_checkpoint(checkpoint).model_args["pooling"] == "avg"
     export_args = [str(checkpoint), "--repository", str(tmp_path / "m"), "--name", "colours"]

@@ -2,6 +2,10 @@
 
 Only plain types and tensors go in, so `torch.load(weights_only=True)` can read it without
 unpickling arbitrary objects (https://pytorch.org/docs/stable/generated/torch.load.html).
+
+The trainer rewrites its checkpoint after every epoch: the weights are the best epoch's so far, so
+the file is usable (exportable) at any moment, and `training_state` holds what `--resume` needs to
+go on from the last epoch (training.train.TrainingState). Export ignores it.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ class Checkpoint:
     metric: str  # the vector similarity search should use: "cosine"
     sample_images: np.ndarray  # (S, C, H, W) float32, real inputs for parity checks
     extra: dict[str, Any]  # train_config, split, anything else the trainer recorded
+    training_state: dict[str, Any] | None  # training.train.TrainingState.to_dict(), to resume; None when not kept
 
     @property
     def architecture(self) -> str:
@@ -54,8 +59,13 @@ def save_checkpoint(
     history: list[dict[str, float]] | None = None,
     metric: str = "cosine",
     extra: dict[str, Any] | None = None,
+    weights: dict[str, torch.Tensor] | None = None,
+    training_state: dict[str, Any] | None = None,
 ) -> Path:
-    """Writes the checkpoint atomically (temp file + rename): a crash never leaves half a file."""
+    """Writes the checkpoint atomically (temp file + rename): a crash never leaves half a file.
+
+    `weights` is a state_dict of `model` to store instead of its current one (the best epoch's).
+    """
     model = _unwrap(model)
     assert isinstance(model, Autoencoder), "save the Autoencoder itself, so it can be rebuilt by architecture"
     assert sample_images.shape[1:] == model.input_shape, "sample images must be model inputs (S, C, H, W)"
@@ -72,8 +82,10 @@ def save_checkpoint(
         "sample_images": torch.from_numpy(np.ascontiguousarray(sample_images[:SAMPLE_IMAGES], dtype=np.float32)),
         "extra": dict(extra or {}),
         # Clone to the CPU: a checkpoint trained on a GPU must load on a CPU-only exporter.
-        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "state_dict": _on_cpu(model.state_dict() if weights is None else weights),
     }
+    if training_state is not None:
+        state["training_state"] = _on_cpu(training_state)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # 0644 whatever the umask: a checkpoint is shared data, e.g. with an image build.
@@ -99,7 +111,19 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         metric=state["metric"],
         sample_images=state["sample_images"].numpy(),
         extra=state["extra"],
+        training_state=state.get("training_state"),
     )
+
+
+def _on_cpu(value: Any) -> Any:
+    """A copy of nested dicts, lists and tensors with every tensor detached on the CPU."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().clone()
+    if isinstance(value, dict):
+        return {k: _on_cpu(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_on_cpu(v) for v in value)
+    return value
 
 
 def _unwrap(model: nn.Module) -> nn.Module:

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from lookalike.preprocessing import RESIZE_MODES, Preprocessing
-from training.config import AugmentConfig, TrainConfig
+from training.config import AugmentConfig, LoadConfig, TrainConfig
 from training.data import DIGITS
 
 DEFAULTS_NOTE = "(default: %(default)s)"
@@ -36,10 +36,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument(
         "--image-size",
         type=int,
-        nargs=2,
-        metavar=("HEIGHT", "WIDTH"),
+        nargs="+",
+        metavar="PIXELS",
         default=None,
-        help="model input size for a folder of images (default: 28 28 for digits, 64 64 for folders)",
+        help="model input size, SIDE or HEIGHT WIDTH, e.g. 96 or 128 for finer detail at a higher cost "
+        "(default: 28 for digits, 64 for folders)",
     )
     data.add_argument(
         "--channels",
@@ -49,7 +50,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         help="1 = grayscale, 3 = RGB (default: 1 for digits, 3 for folders)",
     )
     data.add_argument(
-        "--resize", choices=RESIZE_MODES, default="stretch", help="'pad' keeps the aspect ratio " + DEFAULTS_NOTE
+        "--resize",
+        choices=RESIZE_MODES,
+        default=None,
+        help="'pad' keeps the aspect ratio (letterbox), 'stretch' fills the frame "
+        "(default: stretch for digits, pad for folders)",
     )
     data.add_argument(
         "--test-size",
@@ -111,7 +116,30 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     )
     fit.add_argument("--threads", type=int, default=defaults.num_threads, help="torch CPU threads " + DEFAULTS_NOTE)
     fit.add_argument("--device", default=defaults.device, help="cpu or cuda " + DEFAULTS_NOTE)
-    fit.add_argument("--no-progress", action="store_true", help="no progress bars (e.g. in CI logs)")
+    fit.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="one line per phase (loading, each epoch, evaluation) instead of progress bars, as when "
+        "stdout is not a terminal (e.g. CI logs)",
+    )
+    fit.add_argument(
+        "--resume",
+        action="store_true",
+        help="go on from the checkpoint an interrupted run left (OUT with .partial before the suffix), or "
+        "train a finished OUT for more --epochs; same data and settings",
+    )
+    loading = parser.add_argument_group("loading a folder")
+    load_defaults = LoadConfig()
+    loading.add_argument(
+        "--workers", type=int, default=load_defaults.workers, help="decoding processes " + DEFAULTS_NOTE
+    )
+    loading.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=load_defaults.cache_dir,
+        help="decoded images, reused by later runs over the same files (delete it to reclaim the space) "
+        "[env LOOKALIKE_CACHE_DIR] " + DEFAULTS_NOTE,
+    )
     parser.add_argument(
         "--out",
         type=Path,
@@ -121,17 +149,23 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_train(args: argparse.Namespace) -> Path:
-    """Runs `lookalike train`; returns the checkpoint path."""
-    from training.pipeline import default_split, load_data, train_checkpoint
+    """Runs `lookalike train`; returns the checkpoint path. Ctrl-C exits with status 130, naming the
+    checkpoint it left."""
+    from training.pipeline import CannotResume, TrainingInterrupted, default_split, load_data, train_checkpoint
 
     model_args = _key_values(args.model_arg, "--model-arg")
     if args.embedding_dim is not None:
         model_args["embedding_dim"] = args.embedding_dim
 
     is_digits = args.data == DIGITS
-    height, width = args.image_size or ((28, 28) if is_digits else (64, 64))
+    size = args.image_size or [28 if is_digits else 64]
+    if len(size) > 2:
+        raise SystemExit(f"--image-size takes SIDE or HEIGHT WIDTH, got {len(size)} numbers")
+    height, width = size * 2 if len(size) == 1 else size
     channels = args.channels or (1 if is_digits else 3)
-    spec = Preprocessing(height=height, width=width, channels=channels, resize=args.resize)
+    resize = args.resize or ("stretch" if is_digits else "pad")
+    # No background here: Preprocessing's default fills transparency white for colour, black for grey.
+    spec = Preprocessing(height=height, width=width, channels=channels, resize=resize)
     config = TrainConfig(
         architecture=args.architecture,
         model=model_args,
@@ -147,15 +181,35 @@ def run_train(args: argparse.Namespace) -> Path:
         device=args.device,
         progress=not args.no_progress,
     )
-    data = load_data(args.data, spec)
-    for path, reason in data.skipped:
-        print(f"skipped {path}: {reason}")
+    load = LoadConfig(cache_dir=args.cache_dir, workers=args.workers, progress=not args.no_progress)
+    try:
+        data = load_data(args.data, spec, load)
+    except KeyboardInterrupt:
+        print(f"interrupted while loading; what was decoded is kept in {load.cache_dir}, so a rerun goes on from there")
+        raise SystemExit(130) from None  # 128 + SIGINT, as shells report Ctrl-C
+    if data.skipped:
+        skip_file = _write_skipped(data.skipped, args.out)
+        print(f"skipped {len(data.skipped)} files that are not usable images; each with its reason in {skip_file}")
     split = default_split(data, args.data, args.test_size, args.val_size)
-    result = train_checkpoint(data, split, config, args.out, args.data)
+    try:
+        result = train_checkpoint(data, split, config, args.out, args.data, resume=args.resume)
+    except CannotResume as error:
+        raise SystemExit(f"lookalike train --resume: {error}") from None
+    except TrainingInterrupted as interrupted:
+        print(interrupted)
+        raise SystemExit(130) from None  # 128 + SIGINT, as shells report Ctrl-C
     print(f"images: train {len(split.train)}, val {len(split.val)}, test {len(split.test)}")
     print("metrics: " + ", ".join(f"{k} {v:.4f}" for k, v in result.metrics.items()))
     print(f"checkpoint: {args.out}")
     return Path(args.out)
+
+
+def _write_skipped(skipped: list[tuple[str, str]], out: Path) -> Path:
+    """The skipped files, `path<TAB>reason` a line, next to the checkpoint: digits.pt -> digits.skipped.tsv."""
+    path = Path(out).with_suffix(".skipped.tsv")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"{file}\t{' '.join(reason.split())}\n" for file, reason in skipped))
+    return path
 
 
 def add_export_arguments(parser: argparse.ArgumentParser) -> None:
@@ -196,14 +250,19 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     """Adds `lookalike eval` options."""
     parser.description = (
         "The study: trains (or reuses) every architecture and baseline, exports each to ONNX, measures "
-        "reconstruction MSE, retrieval mAP and precision@10, copy-detection recall@1 and micro-AP, size, "
-        "training time and ONNX throughput, and writes REPORTS/<dataset>/README.md with the table and plots. "
-        "About 20 minutes on the digits on 2 CPU cores; a second run reuses the checkpoints."
+        "reconstruction MSE, retrieval mAP and precision@10, copy-detection recall@1 per held-out copy edit "
+        "and for mixes of three, self-retrieval, size, training time and ONNX throughput, next to pHash and "
+        "a 32x32 thumbnail on the same pictures, and writes REPORTS/<dataset>/README.md with the table and "
+        "plots. About 20 minutes on the digits on 2 CPU cores; a second run reuses the checkpoints."
     )
     parser.add_argument(
         "--data",
         default=DIGITS,
-        help=f"'{DIGITS}', or a folder of images with one subfolder per class (64x64 RGB) " + DEFAULTS_NOTE,
+        help=f"'{DIGITS}', or a folder of images with one subfolder per class (64x64 RGB), e.g. data/colour-set "
+        "from `make colour-set` " + DEFAULTS_NOTE,
+    )
+    parser.add_argument(
+        "--max-images", type=int, default=None, metavar="N", help="a seeded random subset of N pictures (default: all)"
     )
     parser.add_argument("--reports", type=Path, default=Path("reports"), help="where reports go " + DEFAULTS_NOTE)
     parser.add_argument(
@@ -226,6 +285,7 @@ def run_eval(args: argparse.Namespace) -> Path:
         data=args.data,
         out=args.reports,
         quick=args.quick,
+        max_images=args.max_images,
         only=tuple(args.only),
         retrain=args.retrain,
         threads=args.threads,
@@ -242,7 +302,7 @@ def run_eval(args: argparse.Namespace) -> Path:
         m = row.metrics
         print(
             f"{row.entry.name:22} mAP {m['map']:.3f}  P@10 {m['precision_at_10']:.3f}  "
-            f"copy R@1 {m['copy_recall_at_1']:.3f}  test MSE {m['test_mse']:.4f}"
+            f"copy R@1 {m['copy_recall_at_1']:.3f}  self R@1 {m['self_recall_at_1']:.3f}  test MSE {m['test_mse']:.4f}"
         )
     print(f"report: {readme}")
     return readme
