@@ -1,10 +1,10 @@
-"""`lookalike demo`: the whole product on the bundled MNIST digits, end to end.
+"""`lookalike demo`: the whole product end to end, on the bundled MNIST digits or on your own folder.
 
-Trains the default autoencoder, exports it into a model repository, starts the
-encoder and search services as real processes, indexes 4,000 digits as PNG
-files, queries with the 1,000 held-out digits by image, and compares the
-precision@10 (same digit = relevant) with raw pixels searched the same way.
-Leaves contact sheets to look at, and stops its processes whatever happens.
+Trains the default autoencoder, exports it into a model repository, starts the encoder and search
+services as real processes, indexes the training pictures as files (4,000 digits written as PNGs, or
+your folder's own files), queries with the held-out pictures by image, and compares the precision@10
+(same digit, or same sub-folder, = relevant) with raw pixels searched the same way. Leaves contact
+sheets to look at, and stops its processes whatever happens.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import shutil
 import signal
 import socket
@@ -25,112 +26,158 @@ from PIL import Image
 from tqdm import tqdm
 
 from lookalike import contact_sheet, preprocessing
+from lookalike.client import EncoderClient, ItemToUpsert, SearchClient
+from lookalike.model_format import is_model_name
 from lookalike_cli.indexing import index_folder
 from lookalike_cli.querying import open_uri
-from lookalike.client import EncoderClient, ItemToUpsert, SearchClient
 
 K = 10
 SHEET_QUERIES = 8
+DIGITS = "digits"  # training.data.DIGITS, repeated so `--help` needs no torch
 
 
-def run_demo(workdir: Path, *, epochs: int | None = None, queries: int = 1000) -> int:
-    from training.pipeline import train_and_export_default  # torch: imported only by commands that train
+def run_demo(workdir: Path, *, data: str = DIGITS, epochs: int | None = None, queries: int = 1000) -> int:
+    from training.pipeline import train_and_export  # torch: imported only by commands that train
 
     workdir.mkdir(parents=True, exist_ok=True)
     repository = workdir / "models"
+    name = DIGITS if data == DIGITS else _model_name(Path(data))
     started = time.monotonic()
-    print(f"[1/5] training and exporting the default model into {repository}")
-    published = train_and_export_default(workdir, repository, name="digits", epochs=epochs)
-    version_dir, split, digits = published.version_dir, published.split, published.dataset
+    print(f"[1/5] training and exporting the default model for {data} into {repository}")
+    published = train_and_export(workdir, repository, data, name, epochs=epochs)
+    version_dir, split, dataset = published.version_dir, published.split, published.dataset
+    version = int(version_dir.name)
     print(f"      exported {version_dir}; test MSE {published.metrics.get('test_mse', float('nan')):.4f}")
 
-    print("[2/5] writing the digits as PNG files")
-    spec = digits.spec
-    database = np.concatenate([split.train, split.val])
-    query_rows = split.test[:queries]
-    index_dir, query_dir = workdir / "digits" / "index", workdir / "digits" / "queries"
-    _write_pngs(index_dir, digits, database, spec)
-    query_files = _write_pngs(query_dir, digits, query_rows, spec)
+    database, query_rows = split.train_val, split.test[:queries]
+    index_dir = workdir / name / "index"
+    if data == DIGITS:
+        print("[2/5] writing the digits as PNG files")
+        _write_pngs(index_dir, dataset, database)
+        query_files = _write_pngs(workdir / name / "queries", dataset, query_rows)
+    else:
+        print(f"[2/5] linking the {len(database)} training pictures into {index_dir} (the held-out ones are the queries)")
+        _link_files(index_dir, Path(data), dataset, database)
+        query_files = [Path(dataset.paths[row]) for row in query_rows]
+    labels = [_label(dataset, row) for row in query_rows]
 
     with _services(workdir, repository) as (encoder_address, search_address):
         with SearchClient(search_address, timeout=60) as search, EncoderClient(encoder_address, timeout=60) as encoder:
-            print(f"[3/5] indexing {len(database)} digits through the services")
-            for name in ("digits", "digits-pixels"):
-                search.delete_collection(name, allow_missing=True)
-            search.create_collection("digits", model="digits", version=int(version_dir.name))
-            report = index_folder(search, "digits", index_dir)
+            print(f"[3/5] indexing {len(database)} pictures through the services")
+            pixels = f"{name}-pixels"
+            for collection in (name, pixels):
+                search.delete_collection(collection, allow_missing=True)
+            search.create_collection(name, model=name, version=version)
+            report = index_folder(search, name, index_dir)
             print("      " + report.summary().replace("\n", "\n      "))
-            search.create_collection("digits-pixels", dimension=int(np.prod(spec.shape)))
-            _index_pixels(search, digits, database)
+            search.create_collection(pixels, dimension=int(np.prod(dataset.spec.shape)))
+            _index_pixels(search, pixels, dataset, database)
 
-            print(f"[4/5] querying with {len(query_rows)} held-out digits, k={K}")
-            model_p10, latencies, sheet_rows = _query_by_image(search, digits, query_rows, query_files)
-            pixel_p10 = _query_pixels(search, digits, query_rows)
-            print(f"      precision@{K}, autoencoder embeddings : {model_p10:.3f}")
-            print(f"      precision@{K}, raw pixels (baseline)  : {pixel_p10:.3f}")
+            print(f"[4/5] querying with {len(query_rows)} held-out pictures, k={K}")
+            model_p10, latencies, sheet_rows = _query_by_image(search, name, query_files, labels)
+            pixel_p10 = _query_pixels(search, pixels, dataset, query_rows, labels)
+            print(f"      precision@{K}, autoencoder embeddings : {_figure(model_p10)}")
+            print(f"      precision@{K}, raw pixels (baseline)  : {_figure(pixel_p10)}")
             print(f"      search by image latency: p50 {np.percentile(latencies, 50):.1f} ms, p99 {np.percentile(latencies, 99):.1f} ms")
 
             print("[5/5] drawing contact sheets")
             results_png = workdir / "results.png"
             contact_sheet.render(sheet_rows).save(results_png)
             reconstructions_png = workdir / "reconstructions.png"
-            _reconstructions(encoder, query_files[:12], version_dir).save(reconstructions_png)
-            print(f"      {results_png} (query, then its top {K}; red = another digit)")
+            _reconstructions(encoder, query_files[:12], name, version).save(reconstructions_png)
+            print(f"      {results_png} (query, then its top {K}; red = another label)")
             print(f"      {reconstructions_png} (originals above, the decoder's rebuild below)")
-    verdict = "beats" if model_p10 > pixel_p10 else "does NOT beat"
-    print(f"done in {time.monotonic() - started:.0f} s: the autoencoder {verdict} raw pixels ({model_p10:.3f} vs {pixel_p10:.3f})")
+    took = f"done in {time.monotonic() - started:.0f} s"
+    if model_p10 is None:
+        print(f"{took}; the folder has no sub-folders, so there are no labels to score precision with")
+    else:
+        verdict = "beats" if model_p10 > pixel_p10 else "does NOT beat"
+        print(f"{took}: the autoencoder {verdict} raw pixels ({model_p10:.3f} vs {pixel_p10:.3f})")
     return 0
 
 
-def _write_pngs(root: Path, digits, rows: np.ndarray, spec) -> list[Path]:
+def _model_name(folder: Path) -> str:
+    """A model name (lookalike.model_format's rule) from the folder's name: "My Shop!" -> "my-shop"."""
+    name = re.sub(r"[^a-z0-9_.-]+", "-", folder.resolve().name.lower()).strip("-._")[:128]
+    return name if is_model_name(name) and name != DIGITS else "catalogue"
+
+
+def _label(dataset, row: int) -> str | None:
+    """The relevance label of a picture: its digit, or its sub-folder; None for a flat folder."""
+    if dataset.labels is None:
+        return None
+    label = dataset.labels[row]
+    return str(int(label)) if isinstance(label, (int, np.integer)) else str(label)
+
+
+def _write_pngs(root: Path, digits, rows: np.ndarray) -> list[Path]:
     shutil.rmtree(root, ignore_errors=True)
     paths = []
     for row in rows:
         path = root / str(int(digits.labels[row])) / f"{int(row):04d}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
-        preprocessing.to_image(digits.images[row], spec).save(path)
+        preprocessing.to_image(digits.batch([row])[0], digits.spec).save(path)
         paths.append(path)
     return paths
 
 
-def _index_pixels(search: SearchClient, digits, rows: np.ndarray) -> None:
-    items = [
-        ItemToUpsert(id=f"{int(digits.labels[r])}/{int(r):04d}.png", vector=digits.images[r].ravel(), tags=[f"folder:{int(digits.labels[r])}"])
-        for r in rows
-    ]
-    for start in range(0, len(items), 256):
-        search.upsert("digits-pixels", items[start : start + 256])
+def _link_files(root: Path, source: Path, dataset, rows: np.ndarray) -> None:
+    """Symbolic links to the training pictures, under their paths relative to `source`, so the index
+    keeps their sub-folders as tags and their own files as uris, and the held-out ones stay out."""
+    shutil.rmtree(root, ignore_errors=True)
+    for row in rows:
+        original = Path(dataset.paths[row]).resolve()
+        link = root / Path(dataset.paths[row]).resolve().relative_to(source.resolve())
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(original)
 
 
-def _precision(neighbors, label: int) -> float:
+def _index_pixels(search: SearchClient, collection: str, dataset, rows: np.ndarray) -> None:
+    for start in range(0, len(rows), 256):
+        chunk = rows[start : start + 256]
+        vectors = dataset.batch(chunk).reshape(len(chunk), -1)  # (B, C*H*W)
+        items = [
+            ItemToUpsert(id=f"row-{int(row)}", vector=vector, tags=[f"folder:{_label(dataset, row)}"])
+            for row, vector in zip(chunk, vectors)
+        ]
+        search.upsert(collection, items)
+
+
+def _precision(neighbors, label: str | None) -> float:
     return sum(f"folder:{label}" in n.tags for n in neighbors) / K
 
 
-def _query_by_image(search: SearchClient, digits, rows, files):
+def _query_by_image(search: SearchClient, collection: str, files: list[Path], labels: list[str | None]):
     precisions, latencies, sheet_rows = [], [], []
-    for row, path in zip(tqdm(rows, desc="queries by image", unit="q"), files):
-        label = int(digits.labels[row])
+    for path, label in zip(tqdm(files, desc="queries by image", unit="q"), labels):
         began = time.perf_counter()
-        neighbors = search.search("digits", image=path.read_bytes(), k=K)
+        neighbors = search.search(collection, image=path.read_bytes(), k=K)
         latencies.append((time.perf_counter() - began) * 1000)
         precisions.append(_precision(neighbors, label))
         if len(sheet_rows) < SHEET_QUERIES:
-            tiles = [contact_sheet.Tile(open_uri(str(path)), f"query: {label}")]
+            tiles = [contact_sheet.Tile(open_uri(str(path)), f"query: {label or path.name}")]
             tiles += [
-                contact_sheet.Tile(open_uri(n.uri), f"#{i} {n.score:.3f}", highlight=f"folder:{label}" not in n.tags)
+                contact_sheet.Tile(open_uri(n.uri), f"#{i} {n.score:.3f}", highlight=label is not None and f"folder:{label}" not in n.tags)
                 for i, n in enumerate(neighbors, 1)
             ]
             sheet_rows.append(tiles)
-    return float(np.mean(precisions)), latencies, sheet_rows
+    return (None if labels[0] is None else float(np.mean(precisions))), latencies, sheet_rows
 
 
-def _query_pixels(search: SearchClient, digits, rows) -> float:
-    return float(np.mean([_precision(search.search("digits-pixels", vector=digits.images[r].ravel(), k=K), int(digits.labels[r])) for r in rows]))
+def _query_pixels(search: SearchClient, collection: str, dataset, rows, labels) -> float | None:
+    if not labels or labels[0] is None:
+        return None
+    vectors = dataset.batch(rows).reshape(len(rows), -1)
+    return float(np.mean([_precision(search.search(collection, vector=v, k=K), label) for v, label in zip(vectors, labels)]))
 
 
-def _reconstructions(encoder: EncoderClient, files: list[Path], version_dir: Path) -> Image.Image:
-    embeddings, _ = encoder.embed([p.read_bytes() for p in files], model="digits", version=int(version_dir.name))
-    rebuilt = [Image.open(io.BytesIO(png)) for png in encoder.reconstruct(embeddings, model="digits", version=int(version_dir.name))]
+def _figure(value: float | None) -> str:
+    return "n/a (no labels)" if value is None else f"{value:.3f}"
+
+
+def _reconstructions(encoder: EncoderClient, files: list[Path], name: str, version: int) -> Image.Image:
+    embeddings, _ = encoder.embed([p.read_bytes() for p in files], model=name, version=version)
+    rebuilt = [Image.open(io.BytesIO(png)) for png in encoder.reconstruct(embeddings, model=name, version=version)]
     return contact_sheet.render(
         [
             [contact_sheet.Tile(open_uri(str(p)), "original") for p in files],

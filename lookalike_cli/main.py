@@ -115,10 +115,16 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     new_token.add_argument("--permission", choices=["read", "write", "admin"], required=True, help="what the token may do (docs/security.md)")
     new_token.add_argument("--tokens-file", type=Path, required=True, help="a server's tokens_file; made when missing")
 
-    demo = commands.add_parser("demo", help="train, export, serve, index and query the demo digits end to end")
+    demo = commands.add_parser("demo", help="train, export, serve, index and query end to end: the digits or your own folder")
     demo.add_argument("--workdir", type=Path, default=Path("demo-output"), help="where everything goes (default %(default)s)")
     demo.add_argument("--epochs", type=int, default=None, help="training epochs (default: the tuned default)")
-    demo.add_argument("--queries", type=int, default=1000, help="held-out digits to query with (default %(default)s)")
+    demo.add_argument(
+        "--data",
+        default="digits",
+        help="'digits' (the bundled MNIST digits) or your own folder of pictures, one sub-folder per kind "
+        "(trains 64x64 RGB; the held-out fifth are the queries) (default %(default)s)",
+    )
+    demo.add_argument("--queries", type=int, default=1000, help="held-out pictures to query with (default %(default)s)")
     return parser, settings_sources
 
 
@@ -226,7 +232,7 @@ def _query(args) -> int:
 def _demo(args) -> int:
     from lookalike_cli.demo import run_demo
 
-    return run_demo(args.workdir, epochs=args.epochs, queries=args.queries)
+    return run_demo(args.workdir, data=args.data, epochs=args.epochs, queries=args.queries)
 
 
 def _token(args) -> int:

@@ -144,3 +144,25 @@ def test_a_run_that_loses_its_server_stops_with_its_accounting_and_resumes(tmp_p
             assert client.get_collection("cat").size == 20
     finally:
         server.stop(None)
+
+
+def test_demo_runs_end_to_end_on_a_folder_of_colour_pictures(tmp_path, capsys, one_torch_thread):
+    """`lookalike demo --data FOLDER`: train, export, serve, index, query, sheets, on the user's own files."""
+    import numpy as np
+
+    from lookalike_cli.main import main as lookalike
+
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "My Shop"
+    for kind, colour in (("red", (220, 30, 30)), ("blue", (30, 30, 220))):
+        (folder / kind).mkdir(parents=True)
+        for i in range(12):
+            pixels = np.clip(rng.normal(colour, 40, size=(40 + i, 48, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(folder / kind / f"{i}.png")
+    workdir = tmp_path / "out"
+    assert lookalike(["demo", "--data", str(folder), "--workdir", str(workdir), "--epochs", "1", "--queries", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "exported" in out and str(workdir / "models" / "my-shop" / "1") in out
+    assert "precision@10, autoencoder embeddings :" in out and "n/a" not in out
+    for picture in ("results.png", "reconstructions.png"):
+        assert Image.open(workdir / picture).size[0] > 112

@@ -11,7 +11,7 @@ import argparse
 import os
 from pathlib import Path
 
-from lookalike.preprocessing import RESIZE_MODES, Preprocessing
+from lookalike.preprocessing import RESIZE_MODES
 from training.config import AugmentConfig, LoadConfig, TrainConfig
 from training.data import DIGITS
 
@@ -151,21 +151,16 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 def run_train(args: argparse.Namespace) -> Path:
     """Runs `lookalike train`; returns the checkpoint path. Ctrl-C exits with status 130, naming the
     checkpoint it left."""
-    from training.pipeline import CannotResume, TrainingInterrupted, default_split, load_data, train_checkpoint
+    from training.pipeline import CannotResume, TrainingInterrupted, default_spec, default_split, load_data, train_checkpoint
 
     model_args = _key_values(args.model_arg, "--model-arg")
     if args.embedding_dim is not None:
         model_args["embedding_dim"] = args.embedding_dim
 
-    is_digits = args.data == DIGITS
-    size = args.image_size or [28 if is_digits else 64]
-    if len(size) > 2:
-        raise SystemExit(f"--image-size takes SIDE or HEIGHT WIDTH, got {len(size)} numbers")
-    height, width = size * 2 if len(size) == 1 else size
-    channels = args.channels or (1 if is_digits else 3)
-    resize = args.resize or ("stretch" if is_digits else "pad")
-    # No background here: Preprocessing's default fills transparency white for colour, black for grey.
-    spec = Preprocessing(height=height, width=width, channels=channels, resize=resize)
+    try:
+        spec = default_spec(args.data, args.image_size, args.channels, args.resize)
+    except ValueError as error:
+        raise SystemExit(f"--image-size: {error}") from None
     config = TrainConfig(
         architecture=args.architecture,
         model=model_args,

@@ -27,11 +27,12 @@ log = logging.getLogger(__name__)
 DIGITS_TEST, DIGITS_VAL = 1000, 400  # 5000 digits -> train 3600 / val 400 / test 1000 (the demo's queries)
 FOLDER_TEST, FOLDER_VAL = 0.2, 0.1  # fractions for a folder of unknown size
 SPLIT_SEED = 0  # fixed apart from the training seed: retraining with another seed keeps the same test set
+FOLDER_SIDE = 64  # pixels: colour pictures keep their gist at 64x64 and train in minutes on 2 cores
 
 
 @dataclasses.dataclass
 class Published:
-    """What the demo needs after `train_and_export_default`."""
+    """What the demo needs after `train_and_export`."""
 
     version_dir: Path  # repository/name/version, holding encoder.onnx and decoder.onnx
     checkpoint_path: Path
@@ -154,21 +155,47 @@ def _resume_point(out: Path, data: Dataset, digest: str, split: Split, config: T
 _MAY_CHANGE_ON_RESUME = ("epochs", "progress", "num_threads", "device")  # the rest shapes the weights
 
 
-def train_and_export_default(
-    workdir: str | Path, repository: str | Path, name: str = "digits", epochs: int | None = None, progress: bool = True
+def default_spec(
+    source: str, side: list[int] | None = None, channels: int | None = None, resize: str | None = None
+) -> Preprocessing:
+    """The preprocessing of `source` ("digits" or a folder) with whatever the caller leaves unset at
+    its default: digits 28x28 grey stretched, folders 64x64 RGB letterboxed. No background: the
+    spec's own default fills transparency white for colour and black for grey (docs/preprocessing.md)."""
+    is_digits = source == DIGITS
+    size = side or [28 if is_digits else FOLDER_SIDE]
+    if len(size) > 2:
+        raise ValueError(f"an image size is SIDE or HEIGHT WIDTH, got {len(size)} numbers")
+    height, width = size * 2 if len(size) == 1 else size
+    return Preprocessing(
+        height=height,
+        width=width,
+        channels=channels or (1 if is_digits else 3),
+        resize=resize or ("stretch" if is_digits else "pad"),
+    )
+
+
+def train_and_export(
+    workdir: str | Path,
+    repository: str | Path,
+    source: str = DIGITS,
+    name: str = "digits",
+    epochs: int | None = None,
+    progress: bool = True,
 ) -> Published:
-    """The demo's model: trains the default digits autoencoder and publishes it as the next version.
+    """The demo's model: trains the default autoencoder on `source` ("digits" or a folder) and
+    publishes it as the next version of `name`.
 
     workdir receives the checkpoint (`<workdir>/<name>.pt`); repository is the model repository the
     encoder service serves (`<repository>/<name>/<version>/`). epochs=None uses TrainConfig's default
-    (about a minute and a half on 2 CPU cores). Deterministic: same seed, same split, same weights.
+    (about a minute and a half on 2 CPU cores for the digits). Deterministic: same seed, same split,
+    same weights.
     """
     config = TrainConfig(progress=progress)
     if epochs is not None:
         config = dataclasses.replace(config, epochs=epochs)
-    data = load_data(DIGITS)
-    split = default_split(data, DIGITS)
+    data = load_data(source, default_spec(source), LoadConfig(progress=progress))
+    split = default_split(data, source)
     checkpoint_path = Path(workdir) / f"{name}.pt"
-    result = train_checkpoint(data, split, config, checkpoint_path, DIGITS)
+    result = train_checkpoint(data, split, config, checkpoint_path, source)
     version_dir = export(checkpoint_path, repository, name)
     return Published(version_dir, checkpoint_path, data, split, result.metrics)
