@@ -11,7 +11,7 @@ from encoder_service.execution_providers import providers_for
 from encoder_service.model_repository import ModelRepository
 from encoder_service.servicer import EncoderServicer
 from encoder_service.settings import EncoderSettings
-from server_toolkit import auth, grpc_server
+from server_toolkit import auth, grpc_server, load_limits
 from lookalike.v1 import encoder_pb2, encoder_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -41,20 +41,31 @@ class _RepositoryWatcher(threading.Thread):
 
 def create_server(settings: EncoderSettings) -> tuple[grpc.Server, int]:
     """Loads the models and builds the server (not started); returns it with its bound port."""
-    server, port, _ = _build(settings)
+    server, port, _, _ = _build(settings)
     return server, port
 
 
 def serve(settings: EncoderSettings) -> None:
-    server, port, health = _build(settings)
+    # Decoded pictures are tens of MB each: freed, they must go back to the system, or the decode
+    # budget bounds what is in use but not the process (server_toolkit/load_limits.py).
+    if not load_limits.map_large_allocations():
+        log.warning("not glibc: freed picture buffers may stay in the process's heaps")
+    server, port, health, in_flight = _build(settings)
     server.start()
     log.info("encoder service listening", extra={"fields": {"port": port}})
-    grpc_server.run_until_signalled(server, health, settings.grace_seconds)
+    grpc_server.run_until_signalled(server, health, in_flight, settings.grace_seconds)
 
 
 def _build(settings: EncoderSettings):
     # First, so settings that would expose the server are refused before any model loads.
-    server = grpc_server.new_server(settings, PERMISSIONS, max_workers=settings.max_workers, max_message_bytes=settings.max_message_bytes)
+    server, in_flight = grpc_server.new_server(
+        settings,
+        PERMISSIONS,
+        max_workers=settings.max_workers,
+        max_message_bytes=settings.max_message_bytes,
+        max_concurrent_rpcs=settings.max_concurrent_rpcs,
+        max_inflight_bytes=settings.max_inflight_bytes,
+    )
     repository = ModelRepository(
         settings.model_repository,
         providers_for(settings.device),
@@ -71,4 +82,4 @@ def _build(settings: EncoderSettings):
         watcher = _RepositoryWatcher(repository, health, settings.refresh_seconds)
         watcher.start()
     port = grpc_server.bind(server, settings, settings.port)
-    return server, port, health
+    return server, port, health, in_flight

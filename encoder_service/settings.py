@@ -3,7 +3,7 @@
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from server_toolkit.security import SecuritySettings
@@ -21,6 +21,32 @@ class EncoderSettings(SecuritySettings):  # host, TLS, tokens, reflection: docs/
     max_image_pixels: int = Field(40_000_000, description="largest image accepted, in pixels (width x height)")
     max_message_bytes: int = Field(64 * 1024 * 1024, description="largest gRPC message accepted or sent")
     max_workers: int = Field(8, description="gRPC worker threads")
+    # Limits that shed load, each checked before the work (RESOURCE_EXHAUSTED, retryable); the
+    # defaults are for a 2-core, 24 GB machine, and docs/operations.md says why.
+    max_concurrent_rpcs: int = Field(
+        16, ge=1, description="calls accepted at once, running or waiting for a worker, health checks included; gRPC refuses more"
+    )
+    max_inflight_bytes: int = Field(
+        256 * 1024 * 1024, ge=1, description="bytes of requests being handled at once (SERVER_BUSY past it); at least max_message_bytes"
+    )
+    max_request_pixels: int = Field(
+        1_000_000_000, ge=1, description="most pixels the images of one request may hold in all, by their headers (INVALID_ARGUMENT past it)"
+    )
+    max_inflight_pixels: int = Field(
+        160_000_000, ge=1, description="most pixels being decoded at once, ~4 bytes each (DECODE_BUDGET_EXHAUSTED past it); at least max_image_pixels"
+    )
     refresh_seconds: float = Field(10.0, description="how often the repository is scanned for new versions; 0: never")
-    grace_seconds: float = Field(10.0, description="time in-flight calls get to finish on shutdown")
+    grace_seconds: float = Field(
+        10.0, description="time in-flight calls get to finish on shutdown; the process ends at most 2 s after it"
+    )
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR")
+
+    @model_validator(mode="after")
+    def _limits_fit_the_largest_request(self):
+        """A limit below what one allowed request or image needs would refuse it forever as 'busy'."""
+        if self.max_inflight_bytes < self.max_message_bytes:
+            raise ValueError("max_inflight_bytes must be at least max_message_bytes, or the largest request allowed is never handled")
+        for name in ("max_request_pixels", "max_inflight_pixels"):
+            if getattr(self, name) < self.max_image_pixels:
+                raise ValueError(f"{name} must be at least max_image_pixels, or the largest image allowed is never decoded")
+        return self

@@ -138,6 +138,13 @@ class DeadlineExceeded(LookalikeError):
     code = grpc.StatusCode.DEADLINE_EXCEEDED
 
 
+class Cancelled(LookalikeError):
+    """The call was cancelled: by its caller, its deadline, or a server at the end of its shutdown
+    grace. Servers raise it between units of work to stop a long handler nobody waits for."""
+
+    code = grpc.StatusCode.CANCELLED
+
+
 class Internal(LookalikeError):
     """A failure that is nobody's input: a bug here or in a service this one calls."""
 
@@ -156,6 +163,7 @@ _CLASS_OF = {
         Unauthenticated,
         PermissionDenied,
         DeadlineExceeded,
+        Cancelled,
         Internal,
     )
 }

@@ -179,6 +179,7 @@ def _eval(args) -> int:
 def _index(args) -> int:
     from lookalike.client import SearchClient
     from lookalike.errors import NotFound
+    from lookalike.v1 import search_pb2
     from lookalike_cli.indexing import backoff, index_folder
 
     if not args.folder.is_dir():
@@ -188,6 +189,8 @@ def _index(args) -> int:
             collection = client.get_collection(args.collection)
         except NotFound:
             collection = client.create_collection(args.collection, model=args.model, allow_existing=True)
+        if collection.state == search_pb2.Collection.STATE_DAMAGED:
+            sys.exit(f"lookalike index: collection {collection.name!r} is damaged ({collection.state_reason}); nothing was sent")
         print(f"collection {collection.name!r}: {collection.dimension}-d, model {collection.model.name} v{collection.model.version}")
         report = index_folder(
             client,

@@ -7,9 +7,11 @@ which a write goes to disk and to memory, and the locks.
 
 Files, in the collection's directory (see write_ahead_log.py and snapshot.py for formats):
 
-    collection.json      the spec, written once at creation (collection_store.py)
+    collection.json      the spec, written at creation (collection_store.py)
     snapshot-<seq>.npz   every item as of log record <seq>
     wal-<seq>.log        the records after it
+    high-water           how far the log is known to reach (high_water_mark.py)
+    quarantine-*.bin     torn log tails cut off at load, kept for an operator
 
 Concurrency: gRPC worker threads call in concurrently. Two locks per collection:
 - the write lock serializes writers: the log gets one record at a time, in sequence order,
@@ -35,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from lookalike.errors import FailedPrecondition, LookalikeError, NotFound, Reason, Unavailable
+from search_service.high_water_mark import HighWaterMark
 from search_service.read_write_lock import ReadWriteLock
 from search_service.snapshot import (
     SnapshotData,
@@ -48,7 +51,17 @@ from search_service.validation import describe_id, validate_ids, validate_k, val
 from search_service.vector_index import METRICS, Candidates, IndexPolicy, VectorIndex
 from search_service.write_ahead_log import DeleteRecord, LogRecord, UpsertRecord, WriteAheadLog
 
-__all__ = ["METRICS", "Collection", "CollectionInfo", "CollectionSpec", "Hit", "StoredItem", "TagFilter"]
+__all__ = [
+    "DAMAGED",
+    "METRICS",
+    "READY",
+    "Collection",
+    "CollectionInfo",
+    "CollectionSpec",
+    "Hit",
+    "StoredItem",
+    "TagFilter",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -62,10 +75,16 @@ class CollectionSpec:
     model_version: int = 0
 
 
+READY = "ready"  # loaded and served
+DAMAGED = "damaged"  # refused at load, or its log refuses writes until a restart
+
+
 @dataclasses.dataclass(frozen=True)
 class CollectionInfo:
-    spec: CollectionSpec
-    size: int
+    spec: CollectionSpec  # for a collection whose spec is unreadable: its name, dimension 0, metric ""
+    size: int  # 0 when the collection could not be loaded
+    state: str = READY
+    state_reason: str = ""  # why it is DAMAGED, for clients: names files, never a server path
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,16 +130,22 @@ class Collection:
         self._closed: Callable[[], LookalikeError] | None = None  # makes the error of every call after close
 
         remove_temporary_files(directory)
-        snapshot = load_latest_snapshot(directory, dimension=spec.dimension)
-        if snapshot is not None:
-            self._apply_upsert(snapshot.ids, snapshot.vectors, snapshot.tags, snapshot.uris)
-        self._wal, self._records_since_snapshot = WriteAheadLog.open(
-            directory,
-            label=spec.name,
-            after_seq=snapshot.seq if snapshot is not None else 0,
-            apply=self._replay,
-            fsync=fsync,
-        )
+        high_water = HighWaterMark.open(directory, label=spec.name, fsync=fsync)
+        try:
+            snapshot = load_latest_snapshot(directory, dimension=spec.dimension)
+            if snapshot is not None:
+                self._apply_upsert(snapshot.ids, snapshot.vectors, snapshot.tags, snapshot.uris)
+            self._wal, self._records_since_snapshot = WriteAheadLog.open(
+                directory,
+                label=spec.name,
+                after_seq=snapshot.seq if snapshot is not None else 0,
+                apply=self._replay,
+                high_water=high_water,
+                fsync=fsync,
+            )
+        except BaseException:
+            high_water.close()
+            raise
         try:
             self._index.install(self._index.build_searcher())
         except BaseException:
@@ -139,7 +164,11 @@ class Collection:
     def info(self) -> CollectionInfo:
         with self._state_lock.read():
             self._check_open()
-            return CollectionInfo(self.spec, len(self._index))
+            failure = self._wal.failure
+            if failure is None:
+                return CollectionInfo(self.spec, len(self._index))
+            reason = f"its write-ahead log refuses writes until the search service restarts ({failure})"
+            return CollectionInfo(self.spec, len(self._index), DAMAGED, reason)
 
     @property
     def index_kind(self) -> str:

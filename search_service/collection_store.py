@@ -1,17 +1,24 @@
 """Every collection of the search service, under `<data_dir>/collections/<name>/`.
 
-Creating writes the new collection's `collection.json` in a hidden staging directory and
-renames it into place; deleting renames the directory to a hidden name before removing it.
-Either way a crash leaves a whole collection or none, and hidden leftovers are removed on
-the next start. A collection that fails to load (a corrupt log or snapshot) is not served
-and not silently emptied: it is logged (with its path and the exception), reported by
-`failed()`, and every call naming it raises FailedPrecondition (COLLECTION_DAMAGED) until an
-operator repairs or deletes it. Clients never see why in detail: the exception text can hold
-the server's paths, and the server log has it.
+Creating writes the new collection's `collection.json` and its high-water mark in a hidden
+staging directory and renames it into place; deleting renames the directory to a hidden name
+before removing it. Either way a crash leaves a whole collection or none, and hidden leftovers
+are removed on the next start. Directories are created 0700 and files 0600, whatever the umask.
+
+A collection that fails to load (a corrupt log or snapshot, a log that ends before its
+high-water mark) is not served and not silently emptied: it is logged (with its path and the
+exception), reported by `failed()`, listed by `list()` and `describe()` as DAMAGED with a reason
+that names files but never a server path, and every call that uses it raises
+FailedPrecondition (COLLECTION_DAMAGED) until an operator repairs or deletes it.
+
+`collection.json` format 2 carries a CRC32 and says the collection keeps a high-water mark, so
+a missing mark is damage. Format 1 (collections made before marks) is upgraded at load: a mark
+is started at what the log holds, then the spec is rewritten as format 2.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -19,19 +26,29 @@ import re
 import shutil
 import threading
 import uuid
+import zlib
 from pathlib import Path
 
-from lookalike.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Reason, Unavailable
+from lookalike.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    LookalikeError,
+    NotFound,
+    Reason,
+    Unavailable,
+)
 from lookalike.model_format import is_model_name
-from search_service.collection import METRICS, Collection, CollectionInfo, CollectionSpec
+from search_service import high_water_mark
+from search_service.collection import DAMAGED, METRICS, Collection, CollectionInfo, CollectionSpec
 from search_service.vector_index import IndexPolicy
-from server_toolkit.durable_files import fsync_directory, write_atomically
+from server_toolkit.durable_files import create_directories, fsync_directory, write_atomically
 
 logger = logging.getLogger(__name__)
 
 MAX_DIMENSION = 65_536
 SPEC_FILE = "collection.json"
-SPEC_FORMAT = 1
+SPEC_FORMAT = 2  # 1: before high-water marks and the checksum; still read, and upgraded
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}", re.ASCII)  # Collection.name in search.proto
 
 
@@ -73,6 +90,14 @@ def validate_spec(spec: CollectionSpec) -> None:
         )
 
 
+class SpecUnreadable(FailedPrecondition):
+    """collection.json is missing, unreadable or invalid; the message names no path."""
+
+
+def _checksum(document: dict) -> int:
+    return zlib.crc32(json.dumps(document, sort_keys=True, separators=(",", ":")).encode("utf-8"))
+
+
 def _spec_to_json(spec: CollectionSpec) -> bytes:
     document = {
         "format": SPEC_FORMAT,
@@ -81,22 +106,51 @@ def _spec_to_json(spec: CollectionSpec) -> bytes:
         "metric": spec.metric,
         "model": {"name": spec.model_name, "version": spec.model_version},
     }
+    document["crc32"] = _checksum(document)
     return (json.dumps(document, indent=2) + "\n").encode("utf-8")
 
 
-def _spec_from_json(data: bytes) -> CollectionSpec:
-    document = json.loads(data)
-    if document.get("format") != SPEC_FORMAT:
-        raise ValueError(f"unknown {SPEC_FILE} format {document.get('format')!r}")
-    spec = CollectionSpec(
-        name=document["name"],
-        dimension=document["dimension"],
-        metric=document["metric"],
-        model_name=document["model"]["name"],
-        model_version=document["model"]["version"],
-    )
-    validate_spec(spec)
-    return spec
+def _read_spec(directory: Path) -> tuple[CollectionSpec, int]:
+    """(the spec in `directory`, its format); SpecUnreadable with a path-free reason otherwise."""
+    try:
+        document = json.loads((directory / SPEC_FILE).read_bytes())
+        if not isinstance(document, dict) or document.get("format") not in (1, SPEC_FORMAT):
+            raise ValueError(f"unknown format {document.get('format') if isinstance(document, dict) else None!r}")
+        if document["format"] >= 2 and document.pop("crc32", None) != _checksum(document):
+            raise ValueError("checksum mismatch")
+        spec = CollectionSpec(
+            name=document["name"],
+            dimension=document["dimension"],
+            metric=document["metric"],
+            model_name=document["model"]["name"],
+            model_version=document["model"]["version"],
+        )
+        validate_spec(spec)
+    except OSError as e:  # its text names the path
+        problem, cause = e.strerror or type(e).__name__, e
+    except InvalidArgument as e:
+        problem, cause = e.message, e
+    except (ValueError, KeyError, TypeError) as e:  # json.JSONDecodeError is a ValueError
+        problem, cause = f"{type(e).__name__}: {e}", e
+    else:
+        if spec.name != directory.name:
+            problem, cause = f"it names the collection {spec.name!r}", None
+        else:
+            return spec, document["format"]
+    raise SpecUnreadable(
+        f"collection '{directory.name}': {SPEC_FILE} is unreadable ({problem})",
+        reason=Reason.COLLECTION_DAMAGED,
+        metadata={"collection": directory.name},
+    ) from cause
+
+
+@dataclasses.dataclass(frozen=True)
+class _Refused:
+    """A collection that could not be loaded."""
+
+    spec: CollectionSpec | None  # None when collection.json itself is unreadable
+    log_text: str  # for the server log: may name paths
+    reason: str  # for clients: no server path
 
 
 class CollectionStore:
@@ -119,9 +173,9 @@ class CollectionStore:
         self._policy = index_policy or IndexPolicy()
         self._lock = threading.Lock()
         self._collections: dict[str, Collection] = {}
-        self._failed: dict[str, str] = {}  # name -> why it could not be loaded
+        self._failed: dict[str, _Refused] = {}  # the collections that could not be loaded
         self._closed = False
-        self._root.mkdir(parents=True, exist_ok=True)
+        create_directories(self._root)
         for path in sorted(self._root.iterdir()):
             if path.name.startswith((".creating-", ".deleted-")):
                 logger.info("removing %s, left by an interrupted create or delete", path)
@@ -149,9 +203,10 @@ class CollectionStore:
                     metadata={"collection": spec.name},
                 )
             staging = self._root / f".creating-{spec.name}-{uuid.uuid4().hex}"
-            staging.mkdir()
+            create_directories(staging)
             try:
                 write_atomically(staging / SPEC_FILE, lambda f: f.write(_spec_to_json(spec)), fsync=self._fsync)
+                high_water_mark.create(staging, fsync=self._fsync)
                 os.rename(staging, path)
                 if self._fsync:
                     fsync_directory(self._root)
@@ -169,24 +224,39 @@ class CollectionStore:
             collection = self._collections.get(name)
             if collection is not None:
                 return collection
-            if name in self._failed:
+            refused = self._failed.get(name)
+            if refused is not None:
                 raise FailedPrecondition(
-                    f"collection '{name}' is damaged: its files could not be loaded; see the server log",
+                    f"collection '{name}' is damaged: its files could not be loaded ({refused.reason}); "
+                    "an operator must repair or delete it, see the server log",
                     reason=Reason.COLLECTION_DAMAGED,
                     metadata={"collection": name},
                 )
             raise _not_found(name)
 
-    def list(self) -> list[CollectionInfo]:
-        """Every loaded collection, sorted by name."""
+    def describe(self, name: str) -> CollectionInfo:
+        """The collection's info, READY or DAMAGED; NotFound when there is none."""
         with self._lock:
             self._check_open()
-            return [self._collections[name].info() for name in sorted(self._collections)]
+            collection = self._collections.get(name)
+            if collection is not None:
+                return collection.info()
+            if name in self._failed:
+                return self._refused_info(name)
+            raise _not_found(name)
+
+    def list(self) -> list[CollectionInfo]:
+        """Every collection, sorted by name: those that could not be loaded too, as DAMAGED."""
+        with self._lock:  # held while asking each collection: a delete cannot drop one meanwhile
+            self._check_open()
+            infos = [collection.info() for collection in self._collections.values()]
+            infos += [self._refused_info(name) for name in self._failed]
+        return sorted(infos, key=lambda info: info.spec.name)
 
     def failed(self) -> dict[str, str]:
         """The collections that could not be loaded, with why (for the server log: may hold paths)."""
         with self._lock:
-            return dict(self._failed)
+            return {name: refused.log_text for name, refused in self._failed.items()}
 
     def delete(self, name: str) -> None:
         """Deletes the collection and its files (a collection that failed to load, too)."""
@@ -227,17 +297,41 @@ class CollectionStore:
             path, spec, fsync=self._fsync, snapshot_every=self._snapshot_every, policy=self._policy
         )
 
+    def _refused_info(self, name: str) -> CollectionInfo:
+        refused = self._failed[name]
+        spec = refused.spec or CollectionSpec(name, 0, "")
+        return CollectionInfo(spec, 0, DAMAGED, refused.reason)
+
     def _load(self, path: Path) -> None:
+        spec = None
         try:
-            spec = _spec_from_json((path / SPEC_FILE).read_bytes())
-            if spec.name != path.name:
-                raise ValueError(f"{SPEC_FILE} names the collection {spec.name!r}")
+            spec, spec_format = _read_spec(path)
+            if spec_format < SPEC_FORMAT and not high_water_mark.exists(path):
+                logger.warning(
+                    "collection %r has no high-water mark (it predates them): starting one at what its log holds",
+                    spec.name,
+                )
+                high_water_mark.create(path, fsync=self._fsync)
             self._collections[spec.name] = self._open(path, spec)
+            if spec_format < SPEC_FORMAT:  # from now on a missing mark is damage
+                write_atomically(path / SPEC_FILE, lambda f: f.write(_spec_to_json(spec)), fsync=self._fsync)
         except Exception as e:  # one bad collection must not keep the others from being served
             logger.exception(
                 "collection %r at %s could not be loaded; it is not served until repaired or deleted", path.name, path
             )
-            self._failed[path.name] = f"{type(e).__name__}: {e}"
+            cause = f" (from {type(e.__cause__).__name__}: {e.__cause__})" if e.__cause__ is not None else ""
+            self._failed[path.name] = _Refused(spec, f"{type(e).__name__}: {e}{cause}", self._reason_for_clients(e))
+
+    def _reason_for_clients(self, error: Exception) -> str:
+        """Why a collection could not be loaded, in words that may reach a client: no server path."""
+        if isinstance(error, LookalikeError):
+            reason = error.message  # ours name files, never directories
+        elif isinstance(error, OSError):
+            name = f"{Path(error.filename).name}: " if error.filename else ""
+            reason = f"{name}{error.strerror or type(error).__name__}"
+        else:
+            reason = f"an unexpected {type(error).__name__} while loading"
+        return reason.replace(str(self._root.parent), "<data_dir>")  # in case a path slipped in anyway
 
 
 def _not_found(name: str) -> NotFound:

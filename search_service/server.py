@@ -30,22 +30,29 @@ PERMISSIONS = auth.method_permissions(
 
 def create_server(settings: SearchSettings) -> tuple[grpc.Server, int]:
     """Opens the collections (replaying their logs) and builds the server (not started)."""
-    server, port, _, _ = _build(settings)
+    server, port, _, _, _ = _build(settings)
     return server, port
 
 
 def serve(settings: SearchSettings) -> None:
-    server, port, health, store = _build(settings)
+    server, port, health, store, in_flight = _build(settings)
     server.start()
     log.info("search service listening", extra={"fields": {"port": port, "data_dir": str(settings.data_dir)}})
     try:
-        grpc_server.run_until_signalled(server, health, settings.grace_seconds)
+        grpc_server.run_until_signalled(server, health, in_flight, settings.grace_seconds)
     finally:
         store.close()  # a snapshot on the way out makes the next start replay no log
 
 
 def _build(settings: SearchSettings):
-    server = grpc_server.new_server(settings, PERMISSIONS, max_workers=settings.max_workers, max_message_bytes=settings.max_message_bytes)
+    server, in_flight = grpc_server.new_server(
+        settings,
+        PERMISSIONS,
+        max_workers=settings.max_workers,
+        max_message_bytes=settings.max_message_bytes,
+        max_concurrent_rpcs=settings.max_concurrent_rpcs,
+        max_inflight_bytes=settings.max_inflight_bytes,
+    )
     health = grpc_server.add_health_and_reflection(server, SERVICE_NAMES, reflection_on=settings.reflection)
     store = CollectionStore(settings.data_dir, fsync=settings.fsync, snapshot_every=settings.snapshot_every)
     encoder = EncoderGateway(
@@ -57,8 +64,13 @@ def _build(settings: SearchSettings):
     )
     search_pb2_grpc.add_SearchServicer_to_server(SearchServicer(store, encoder, settings), server)
     port = grpc_server.bind(server, settings, settings.port)
+    # SERVING even when a collection was refused: health speaks for the whole service, and one
+    # damaged collection must not take the healthy ones out of rotation. The damaged one is
+    # visible to clients instead, as STATE_DAMAGED with its reason in GetCollection/ListCollections.
     grpc_server.set_serving(health, SERVICE_NAMES, True)
-    log.info("collections loaded", extra={"fields": {"collections": len(store.list())}})
-    for name, reason in store.failed().items():
+    failed = store.failed()
+    loaded = len(store.list()) - len(failed)
+    log.info("collections loaded", extra={"fields": {"collections": loaded, "damaged": len(failed)}})
+    for name, reason in failed.items():
         log.error("collection refused at load", extra={"fields": {"collection": name, "reason": reason}})
-    return server, port, health, store
+    return server, port, health, store, in_flight

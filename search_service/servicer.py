@@ -12,7 +12,7 @@ import numpy as np
 from lookalike.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Reason
 from lookalike.model_format import METRIC_ENUM, METRIC_NAME
 from lookalike.v1 import images_pb2, search_pb2, search_pb2_grpc
-from search_service.collection import Collection, CollectionInfo, CollectionSpec, TagFilter
+from search_service.collection import DAMAGED, READY, Collection, CollectionInfo, CollectionSpec, TagFilter
 from search_service.collection_store import CollectionStore
 from search_service.encoder_gateway import EncoderGateway
 from search_service.settings import SearchSettings
@@ -42,7 +42,7 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
             return _collection(existing)
 
     def GetCollection(self, request, context) -> search_pb2.Collection:
-        return _collection(self.store.get(request.name).info())
+        return _collection(self.store.describe(request.name))
 
     def ListCollections(self, request, context) -> search_pb2.ListCollectionsResponse:
         return search_pb2.ListCollectionsResponse(collections=[_collection(info) for info in self.store.list()])
@@ -87,6 +87,14 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
 
     def Get(self, request, context) -> search_pb2.GetResponse:
         collection = self.store.get(request.collection)
+        limit = self.settings.max_get_ids
+        if len(request.ids) > limit:  # before any reply is built: its size grows with the ids
+            raise InvalidArgument(
+                f"{len(request.ids)} ids in one get, the limit is {limit}",
+                reason=Reason.BATCH_TOO_LARGE,
+                field="ids",
+                metadata={"limit": limit},
+            )
         found, missing = collection.get(list(request.ids))
         model = _model_of(collection.spec)
         return search_pb2.GetResponse(
@@ -229,12 +237,17 @@ def _model_of(spec: CollectionSpec) -> images_pb2.ModelRef | None:
     return images_pb2.ModelRef(name=spec.model_name, version=spec.model_version) if spec.model_name else None
 
 
+_STATE = {READY: search_pb2.Collection.STATE_READY, DAMAGED: search_pb2.Collection.STATE_DAMAGED}
+
+
 def _collection(info: CollectionInfo) -> search_pb2.Collection:
     spec = info.spec
     return search_pb2.Collection(
         name=spec.name,
         dimension=spec.dimension,
-        metric=METRIC_ENUM[spec.metric],
+        metric=METRIC_ENUM.get(spec.metric, images_pb2.METRIC_UNSPECIFIED),  # "" when its spec is unreadable
         model=_model_of(spec),
         size=info.size,
+        state=_STATE[info.state],
+        state_reason=info.state_reason,
     )

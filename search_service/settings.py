@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from server_toolkit.security import SecuritySettings
@@ -27,10 +27,26 @@ class SearchSettings(SecuritySettings):  # host, TLS, tokens, reflection: docs/s
     snapshot_every: int = Field(10_000, description="write a snapshot after this many logged writes")
     max_batch_size: int = Field(256, description="most items in one upsert")
     max_k: int = Field(1000, description="most neighbours one search returns")
+    max_get_ids: int = Field(1000, ge=1, description="most ids one Get may ask for (the reply holds a vector for each)")
     max_message_bytes: int = Field(64 * 1024 * 1024, description="largest gRPC message accepted or sent")
     max_workers: int = Field(8, description="gRPC worker threads")
-    grace_seconds: float = Field(10.0, description="time in-flight calls get to finish on shutdown")
+    # Limits that shed load (RESOURCE_EXHAUSTED, retryable); docs/operations.md says why these defaults.
+    max_concurrent_rpcs: int = Field(
+        64, ge=1, description="calls accepted at once, running or waiting for a worker, health checks included; gRPC refuses more"
+    )
+    max_inflight_bytes: int = Field(
+        256 * 1024 * 1024, ge=1, description="bytes of requests being handled at once (SERVER_BUSY past it); at least max_message_bytes"
+    )
+    grace_seconds: float = Field(
+        10.0, description="time in-flight calls get to finish on shutdown; the process ends at most 2 s after it, then snapshots"
+    )
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR")
+
+    @model_validator(mode="after")
+    def _limits_fit_the_largest_request(self):
+        if self.max_inflight_bytes < self.max_message_bytes:
+            raise ValueError("max_inflight_bytes must be at least max_message_bytes, or the largest request allowed is never handled")
+        return self
 
     def encoder_token(self) -> str | None:
         """The token of encoder_token_file, read at start; None without one."""

@@ -5,7 +5,9 @@
 (the last log record the snapshot contains), `ids`, `tags`, `uris` and the CRC32 of the
 vector bytes. The file is written under a temporary name, fsynced, renamed into place and
 the directory fsynced, so a reader sees a whole snapshot or none; older snapshots are
-deleted only after the new one is durable.
+deleted only after the new one is durable. The zip format's CRC32 covers both arrays, and
+`vectors_crc32` the vectors again: a flipped byte or a cut anywhere in the file makes it
+unreadable, never silently different (tests/reliability/ flips and cuts every position).
 
 An unreadable newest snapshot is SnapshotCorrupted (COLLECTION_DAMAGED), whose message names
 the file but not its directory: it may reach a client. The cause, path and all, is chained
@@ -100,6 +102,8 @@ def load_latest_snapshot(directory: Path, *, dimension: int) -> SnapshotData | N
     except OSError as e:
         problem, cause = f"{type(e).__name__}: {e.strerror or 'I/O error'}", e  # str(e) names the path
     except (ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as e:
+        problem, cause = f"{type(e).__name__}: {e}", e
+    except (NotImplementedError, RuntimeError) as e:  # zipfile, on a flipped flag or method field
         problem, cause = f"{type(e).__name__}: {e}", e
     if problem is not None:
         raise SnapshotCorrupted(

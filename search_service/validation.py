@@ -1,9 +1,9 @@
 """What a collection accepts, checked before anything reaches the log: a batch is all or nothing.
 
 An upsert is checked whole. Each item needs an id of 1 to 512 bytes of UTF-8, unique within
-the batch; a vector of the collection's dimension, finite, and (under cosine) not of zero
-length; at most 64 tags of 1 to 256 bytes (a tag given twice counts once); a uri of at most
-2048 bytes. Every bad field of every item becomes a FieldViolation at its path in the
+the batch; a vector of the collection's dimension, finite, of length (Euclidean norm) at most
+MAX_VECTOR_NORM, and (under cosine) not of zero length; at most 64 tags of 1 to 256 bytes (a
+tag given twice counts once); a uri of at most 2048 bytes. Every bad field of every item becomes a FieldViolation at its path in the
 request (`items[3].vector`) with its own reason, and all of them travel in ONE
 InvalidArgument, so a client fixes a batch in one round trip. A batch whose parts do not line
 up (2 ids but 3 vectors, one string where a list belongs) cannot come from a request, only
@@ -11,6 +11,11 @@ from a Python caller; it is refused at once, at field `items`.
 
 A query vector gets the same vector checks at field `vector`; k must be a positive integer
 (the servicer applies the server's upper limit, max_k).
+
+Why a length limit: float32 ends at 3.4e38, so a vector of finite values such as 3e38 scores
+infinity (a dot product or squared distance past the largest float), and infinities make
+rankings meaningless. With both lengths at most 1e18, |a.b| <= 1e36 and |a-b|^2 <= 4e36, far
+inside float32, whatever the metric and whichever way a score is summed.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ MAX_TAGS_PER_ITEM = 64
 MAX_TAG_BYTES = 256
 MAX_URI_BYTES = 2048
 MIN_COSINE_NORM = 1e-30  # below this a vector has no usable direction (and 1/norm overflows float32)
+MAX_VECTOR_NORM = 1e18  # above this a score could overflow float32 (see the module docstring)
 _SPELLED_OUT = 5  # violations quoted in the message; the details carry every one
 
 # What is wrong with one field: the words after its path ("is empty"), and the reason.
@@ -80,7 +86,7 @@ def validate_upsert(spec: CollectionSpec, ids, vectors, tags, uris) -> Batch:
             f"{len(bad_items)} {verb} invalid: {listed}{more}",
             reason=violations[0].reason,
             violations=violations,
-            metadata={"collection": spec.name},
+            metadata=_metadata(spec, [v.reason for v in violations]),
         )
     return Batch(ids, matrix, clean_tags, uri_list)
 
@@ -99,7 +105,7 @@ def validate_query(spec: CollectionSpec, query) -> np.ndarray:
             problem = _length(spec, len(vector)) or _values(spec, vector[None])[0]
     if problem is not None:
         raise InvalidArgument(
-            f"query vector {problem[0]}", reason=problem[1], field="vector", metadata={"collection": spec.name}
+            f"query vector {problem[0]}", reason=problem[1], field="vector", metadata=_metadata(spec, [problem[1]])
         )
     return vector
 
@@ -120,6 +126,13 @@ def validate_ids(ids) -> list[str]:
                 f"{field} must be a string, got {type(item_id).__name__}", reason=Reason.ID_INVALID, field=field
             )
     return ids
+
+
+def _metadata(spec: CollectionSpec, reasons: list[Reason]) -> dict[str, object]:
+    """The ErrorInfo metadata of a refusal: the collection, and the limit a too-long vector broke."""
+    if Reason.VALUES_TOO_LARGE in reasons:
+        return {"collection": spec.name, "limit": f"{MAX_VECTOR_NORM:.0e}"}
+    return {"collection": spec.name}
 
 
 def describe_id(item_id: str) -> str:
@@ -189,20 +202,31 @@ def _length(spec: CollectionSpec, length: int) -> Problem | None:
 
 
 def _values(spec: CollectionSpec, matrix: np.ndarray) -> list[Problem | None]:
-    """Each row's problem with its values: not finite, or of zero length under cosine."""
+    """Each row's problem with its values: not finite, too long, or of zero length under cosine."""
     finite = np.isfinite(matrix).all(axis=1)
-    if spec.metric == "cosine":
-        directionless = np.linalg.norm(matrix.astype(np.float64), axis=1) < MIN_COSINE_NORM
-    else:
-        directionless = np.zeros(len(matrix), bool)
-    zero_norm = (
-        f"has zero norm; collection '{spec.name}' uses cosine similarity, which needs a direction",
-        Reason.VECTOR_ZERO_NORM,
-    )
-    return [
-        None if ok and not flat else zero_norm if ok else ("contains NaN or infinity", Reason.VALUES_NOT_FINITE)
-        for ok, flat in zip(finite.tolist(), directionless.tolist())
-    ]
+    with np.errstate(invalid="ignore", over="ignore"):  # rows with inf or NaN are refused as such
+        norms = np.linalg.norm(matrix.astype(np.float64), axis=1)  # float64: 3e38 squared still fits
+    problems: list[Problem | None] = []
+    for ok, norm in zip(finite.tolist(), norms.tolist()):
+        if not ok:
+            problems.append(("contains NaN or infinity", Reason.VALUES_NOT_FINITE))
+        elif norm > MAX_VECTOR_NORM:
+            problems.append(
+                (
+                    f"has length {norm:.3g}, over the limit of {MAX_VECTOR_NORM:.0e}: its scores would overflow float32",
+                    Reason.VALUES_TOO_LARGE,
+                )
+            )
+        elif spec.metric == "cosine" and norm < MIN_COSINE_NORM:
+            problems.append(
+                (
+                    f"has zero norm; collection '{spec.name}' uses cosine similarity, which needs a direction",
+                    Reason.VECTOR_ZERO_NORM,
+                )
+            )
+        else:
+            problems.append(None)
+    return problems
 
 
 def _id(item_id, position: int, first_position: dict[str, int]) -> Problem | None:

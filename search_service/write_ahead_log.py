@@ -4,7 +4,9 @@ Files: `wal-<first sequence number, 20 digits>.log` in the collection's director
 there is one; a snapshot "rotates" the log (seals the active file, starts the next one) and,
 once the snapshot is on disk, deletes the sealed files it covers. A crash in between leaves
 sealed files behind; their records are at or below the snapshot's sequence number and are
-skipped on replay, so nothing is applied twice.
+skipped on replay, so nothing is applied twice. Beside them, `high-water` holds the log's
+high-water mark (high_water_mark.py): the highest sequence number known to be in the log,
+moved after every append (no extra fsync) and fsynced at every rotation.
 
 Record framing (little-endian):
 
@@ -14,26 +16,34 @@ Payload: u32 header length | UTF-8 JSON header | raw float32 vectors (upserts on
 header holds `seq` (contiguous, starting at 1), `op` ("upsert" or "delete"), `ids`, and for
 upserts `dimension`, `tags` and `uris`. No pickle anywhere.
 
-On replay, a bad record at the end of the newest file is a write torn by a crash: it was
-never acknowledged, so it is truncated away with a warning. A bad record followed by a good
-one, a gap in the sequence numbers, or a bad record in an older file is corruption: the
-log refuses to load (`LogCorrupted`) rather than silently dropping acknowledged writes.
+On replay, a bad record at the end of the newest file is either a write torn by a crash
+(never acknowledged) or an acknowledged record that the disk damaged; the bytes alone cannot
+tell, the high-water mark can. When the good records before it reach the mark, the bad bytes
+are a torn write: they are cut off, but kept in `quarantine-<seq>-<UTC time>.bin` (never
+deleted by the service) and reported at ERROR with their size. When they do not, or when the
+log ends before the mark for any other reason (cut short at a record boundary, emptied,
+deleted), acknowledged writes are missing: the log refuses to load (`LogCorrupted`) and
+touches nothing. So does a bad record followed by a good one, a gap in the sequence numbers,
+or a bad record in an older file: refusing is better than silently dropping acknowledged writes.
 
 What a failed append does to the caller: a full disk is ResourceExhausted (STORAGE_FULL;
-the partial record is cut off, so a retry once there is room succeeds); a failed fsync, or a
-partial record that could not be cut off, leaves the file in doubt, and every later append
-is FailedPrecondition (COLLECTION_DAMAGED) until a restart re-reads the file. Messages name
-log files but never their directory: they may reach a client.
+the partial record is cut off, so a retry once there is room succeeds); a failed fsync, a
+partial record that could not be cut off, or a high-water mark that could not be moved,
+leaves the file in doubt, and every later append is FailedPrecondition (COLLECTION_DAMAGED)
+until a restart re-reads the file. Messages name log files but never their directory: they
+may reach a client.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import errno
 import json
 import logging
 import os
 import re
+import shutil
 import struct
 import zlib
 from collections.abc import Callable
@@ -42,7 +52,8 @@ from pathlib import Path
 import numpy as np
 
 from lookalike.errors import FailedPrecondition, Reason, ResourceExhausted
-from server_toolkit.durable_files import fsync_directory, numbered_files
+from search_service.high_water_mark import HighWaterMark
+from server_toolkit.durable_files import create_file, fsync_directory, numbered_files, write_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +61,7 @@ _MAGIC = b"LKW1"
 _FRAME = struct.Struct("<4sII")  # magic, payload length, crc32 of (length bytes + payload)
 _HEADER_LENGTH = struct.Struct("<I")
 _FILE_NAME = re.compile(r"wal-(\d{20})\.log")
+QUARANTINE_PREFIX = "quarantine-"  # quarantine-<seq the torn record would have had>-<UTC time>.bin
 
 
 class LogCorrupted(FailedPrecondition):
@@ -194,10 +206,11 @@ class WriteAheadLog:
     """Appends records durably; `open` replays what is on disk first. Not thread-safe: the
     collection serializes writers (one append at a time, in sequence order)."""
 
-    def __init__(self, directory: Path, *, label: str, fsync: bool) -> None:
+    def __init__(self, directory: Path, *, label: str, fsync: bool, high_water: HighWaterMark) -> None:
         self._directory = directory
         self._label = label  # for messages: the collection's name
         self._fsync = fsync
+        self._high_water = high_water
         self._fd: int | None = None
         self._active_first_seq = 0
         self._active_size = 0
@@ -212,14 +225,30 @@ class WriteAheadLog:
         label: str,
         after_seq: int,
         apply: Callable[[LogRecord], None],
+        high_water: HighWaterMark,
         fsync: bool = True,
     ) -> tuple[WriteAheadLog, int]:
-        """Replays every record with seq > after_seq (the snapshot's) through `apply`, truncates a
-        torn tail, and opens the newest file for appending. Returns (log, records replayed)."""
-        log = cls(directory, label=label, fsync=fsync)
-        files = list_log_files(directory)
+        """Replays every record with seq > after_seq (the snapshot's) through `apply`, checks that
+        the log reaches the high-water mark, quarantines a torn tail, and opens the newest file
+        for appending. Returns (log, records replayed); the log owns `high_water` from then on.
+        LogCorrupted, with nothing on disk changed, when acknowledged records are missing."""
+        log = cls(directory, label=label, fsync=fsync, high_water=high_water)
+        try:
+            replayed = log._recover(after_seq, apply)
+        except BaseException:
+            if log._fd is not None:
+                os.close(log._fd)
+            raise
+        return log, replayed
+
+    def _recover(self, after_seq: int, apply: Callable[[LogRecord], None]) -> int:
+        """The body of `open`: replay, checks, quarantine; returns how many records were replayed."""
+        label, high_water = self._label, self._high_water
+        files = list_log_files(self._directory)
         expected: int | None = None  # the seq the next record must have
         replayed = 0
+        torn: tuple[Path, _BadFrame] | None = None  # a bad tail of the newest file
+        active: tuple[Path, int, int] | None = None  # the newest file to append to: path, first seq, good bytes
         for index, (first_seq, path) in enumerate(files):
             if expected is None:
                 if first_seq > after_seq + 1:
@@ -260,33 +289,38 @@ class WriteAheadLog:
                         f"{path.name} is corrupt at byte {bad.offset} ({bad.reason}){where}; "
                         "refusing to load rather than drop acknowledged writes",
                     ) from None
-                size = path.stat().st_size
-                logger.warning(
-                    "collection %r: truncating a torn record at the end of %s (%s; %d bytes from byte %d); "
-                    "it was never acknowledged",
-                    label,
-                    path.name,
-                    bad.reason,
-                    size - bad.offset,
-                    bad.offset,
-                )
-                with open(path, "r+b") as f:
-                    f.truncate(bad.offset)
-                    if fsync:
-                        os.fsync(f.fileno())
+                torn = (path, bad)
                 end = bad.offset
             if is_newest and expected > after_seq:
-                log._open_file(path, first_seq, end)
-        log._last_seq = max(after_seq, (expected or 1) - 1)
-        if log._fd is None:
+                active = (path, first_seq, end)
+        last_seq = max(after_seq, (expected or 1) - 1)
+        if last_seq < high_water.seq:
+            raise _corrupted(label, _missing_records(last_seq, high_water.seq, files, torn))
+        if torn is not None:
+            self._quarantine(*torn, seq=last_seq + 1)
+        if active is not None:
+            self._open_file(*active)
+        self._last_seq = last_seq
+        if self._fd is None:
             # No log yet (a new collection), or every file ends before the snapshot: start afresh
             # so the next record's file name matches its sequence number.
-            log._create_file(log._last_seq + 1)
-        return log, replayed
+            self._create_file(last_seq + 1)
+        elif self._fsync:
+            # Records written but not yet fsynced when the process died were just replayed and will
+            # be served: make them durable before the mark claims them.
+            os.fsync(self._fd)
+        high_water.advance(last_seq)
+        high_water.sync()
+        return replayed
 
     @property
     def last_seq(self) -> int:
         return self._last_seq
+
+    @property
+    def failure(self) -> str | None:
+        """Why appends are refused until a restart (a failed fsync...); None while they are not."""
+        return self._failure
 
     def append_upsert(self, ids, vectors: np.ndarray, tags, uris) -> int:
         return self._append(lambda seq: encode_upsert(seq, ids, vectors, tags, uris))
@@ -295,7 +329,8 @@ class WriteAheadLog:
         return self._append(lambda seq: encode_delete(seq, ids))
 
     def rotate(self) -> None:
-        """Seals the active file and starts `wal-<last_seq + 1>.log` for the records to come."""
+        """Seals the active file and starts `wal-<last_seq + 1>.log` for the records to come;
+        the high-water mark is made durable with it."""
         self._check_usable()
         if self._active_first_seq == self._last_seq + 1:
             return  # the active file holds nothing yet
@@ -303,6 +338,7 @@ class WriteAheadLog:
         self._create_file(self._last_seq + 1)
         if old_fd is not None:
             os.close(old_fd)
+        self._high_water.sync()
 
     def remove_through(self, seq: int) -> int:
         """Deletes the sealed files whose records are all at or below `seq`; returns how many."""
@@ -323,7 +359,7 @@ class WriteAheadLog:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
-        self._failure = self._failure or "closed"
+        self._high_water.close()
 
     # --- internals ---
 
@@ -334,7 +370,7 @@ class WriteAheadLog:
 
     def _create_file(self, first_seq: int) -> None:
         path = self._directory / log_file_name(first_seq)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = create_file(path, os.O_WRONLY | os.O_APPEND)
         try:
             if self._fsync:
                 os.fsync(fd)
@@ -346,10 +382,37 @@ class WriteAheadLog:
         self._active_first_seq = first_seq
         self._active_size = os.fstat(fd).st_size
 
+    def _quarantine(self, path: Path, bad: _BadFrame, seq: int) -> None:
+        """Moves the bytes from `bad.offset` on out of the log: copied durably into a quarantine
+        file first, then cut off. A crash in between copies them again on the next load."""
+        stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+        quarantine = self._directory / f"{QUARANTINE_PREFIX}{seq:020d}-{stamp}.bin"
+        with open(path, "rb") as source:
+            source.seek(bad.offset)
+            write_atomically(quarantine, lambda out: shutil.copyfileobj(source, out), fsync=self._fsync)
+        size = quarantine.stat().st_size
+        with open(path, "r+b") as f:
+            f.truncate(bad.offset)
+            if self._fsync:
+                os.fsync(f.fileno())
+        logger.error(
+            "collection %r: cut a torn record off the end of %s (%s; %d bytes from byte %d) and kept the "
+            "bytes in %s; the log reaches its high-water mark (record %d) without them, so they were "
+            "never acknowledged",
+            self._label,
+            path.name,
+            bad.reason,
+            size,
+            bad.offset,
+            quarantine,
+            seq - 1,
+        )
+
     def _check_usable(self) -> None:
-        if self._failure is not None:
+        problem = self._failure if self._failure is not None else "closed" if self._fd is None else None
+        if problem is not None:
             raise FailedPrecondition(
-                f"the write-ahead log of collection '{self._label}' is not writable ({self._failure}); "
+                f"the write-ahead log of collection '{self._label}' is not writable ({problem}); "
                 "restart the search service to recover from disk",
                 reason=Reason.COLLECTION_DAMAGED,
                 metadata={"collection": self._label},
@@ -387,6 +450,11 @@ class WriteAheadLog:
                 raise
         self._active_size = start + len(frame)
         self._last_seq = seq
+        try:
+            self._high_water.advance(seq)  # after the fsync: the mark never claims more than the disk has
+        except OSError as e:
+            self._failure = f"the high-water mark could not be moved: {e}"
+            raise
         return seq
 
     def _disk_full(self) -> ResourceExhausted:
@@ -395,3 +463,20 @@ class WriteAheadLog:
             reason=Reason.STORAGE_FULL,
             metadata={"collection": self._label},
         )
+
+
+def _missing_records(
+    last_seq: int, mark: int, files: list[tuple[int, Path]], torn: tuple[Path, _BadFrame] | None
+) -> str:
+    """Why a log that ends before its high-water mark does, in words without a path."""
+    if torn is not None:
+        path, bad = torn
+        where = f"{path.name} is damaged from byte {bad.offset} on ({bad.reason})"
+    elif not files:
+        where = "no log file is left"
+    else:
+        where = f"{files[-1][1].name} ends there ({files[-1][1].stat().st_size} bytes)"
+    return (
+        f"the log ends at record {last_seq} but records up to {mark} were acknowledged "
+        f"(its high-water mark); {where}; refusing to load rather than drop acknowledged writes"
+    )

@@ -5,6 +5,10 @@ the trainer's checkpoints all write through here, so the rules live in one place
 written under a temporary name, fsynced, renamed over its final name, and its directory
 fsynced, so a reader sees the old file or the new one, never a mix, and a rename that was
 reported done is still done after a power cut.
+
+Permissions are explicit, not whatever the process umask leaves: files are created 0600 and
+directories 0700 (owner only: collections, checkpoints and caches hold a catalogue's data)
+unless the caller asks for another mode, as the trainer does for checkpoints it shares.
 """
 
 from __future__ import annotations
@@ -17,6 +21,33 @@ from pathlib import Path
 from typing import BinaryIO
 
 TEMPORARY_SUFFIX = ".tmp"  # with a leading '.', the names of half-written files; removed on start
+PRIVATE_FILE = 0o600  # the default mode of files created here: read and written by the owner only
+PRIVATE_DIRECTORY = 0o700
+
+
+def create_file(path: Path, flags: int, mode: int = PRIVATE_FILE) -> int:
+    """os.open with O_CREAT and exactly `mode`, whatever the umask; returns the descriptor."""
+    fd = os.open(path, flags | os.O_CREAT, mode)
+    try:
+        os.fchmod(fd, mode)  # the umask can only have removed bits; this also adds what was asked
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def create_directories(path: Path, mode: int = PRIVATE_DIRECTORY) -> None:
+    """Creates `path` and its missing parents, each with exactly `mode`; existing ones are left as they are."""
+    missing = []
+    while not path.exists():
+        missing.append(path)
+        path = path.parent
+    for directory in reversed(missing):
+        try:
+            os.mkdir(directory, mode)
+        except FileExistsError:  # made meanwhile by someone else: theirs to set
+            continue
+        os.chmod(directory, mode)
 
 
 def fsync_directory(path: Path) -> None:
@@ -42,14 +73,14 @@ def temporary_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.{uuid.uuid4().hex}{TEMPORARY_SUFFIX}")
 
 
-def write_atomically(path: Path, write: Callable[[BinaryIO], None], *, fsync: bool = True, mode: int | None = None) -> None:
+def write_atomically(
+    path: Path, write: Callable[[BinaryIO], None], *, fsync: bool = True, mode: int = PRIVATE_FILE
+) -> None:
     """Writes a file so that a crash leaves either the old content or the new, never a mix.
-    `mode` sets the permissions (default: the process umask's)."""
+    `mode` sets the permissions exactly (default 0600, whatever the umask)."""
     temporary = temporary_name(path)
     try:
-        with open(temporary, "wb") as f:
-            if mode is not None:
-                os.fchmod(f.fileno(), mode)
+        with os.fdopen(create_file(temporary, os.O_WRONLY | os.O_EXCL, mode), "wb") as f:
             write(f)
             f.flush()
             if fsync:

@@ -2,13 +2,23 @@
 
 Each service keeps its own `create_server(settings) -> (server, port)` and calls
 these helpers, so tests can bind port 0 and production runs `serve()`.
+
+Stopping is bounded, because an orchestrator kills what overruns its grace (SIGKILL), mid-write
+and without a word. On SIGTERM or SIGINT (`run_until_signalled`): health says NOT_SERVING and
+gRPC refuses new calls; the calls in flight get `grace_seconds` to finish; then gRPC cancels
+them, and long handlers stop at their next `stop_if_cancelled` (the encoder checks between
+images), because a cancelled call's thread otherwise works on for nobody (issue 12: SIGTERM with
+a 10 s grace ended the process after 34 s). A handler still running EXIT_MARGIN_SECONDS after
+the grace is not waited for: the process ends at once, with a log line naming how many.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
+import time
 from concurrent import futures
 from collections.abc import Iterable, Mapping
 
@@ -17,26 +27,43 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from lookalike.client import message_options
+from lookalike.errors import Cancelled, Reason
 from server_toolkit import security
 from server_toolkit.auth import AuthInterceptor, Permission, TokenTable
 from server_toolkit.error_mapping import ErrorMappingInterceptor
+from server_toolkit.load_limits import InFlight
 
 log = logging.getLogger(__name__)
 
+# After the grace, how long cancelled handlers get to reach their next check (one image, one
+# model run) before the process ends without them.
+EXIT_MARGIN_SECONDS = 2.0
+
 
 def new_server(
-    settings: security.SecuritySettings, permissions: Mapping[str, Permission], *, max_workers: int, max_message_bytes: int
-) -> grpc.Server:
-    """A server whose calls go through the error mapping and, with a tokens file, the token check.
-    Refuses first (security.InsecureSettings) settings that would expose it without TLS or tokens."""
+    settings: security.SecuritySettings,
+    permissions: Mapping[str, Permission],
+    *,
+    max_workers: int,
+    max_message_bytes: int,
+    max_concurrent_rpcs: int,
+    max_inflight_bytes: int,
+) -> tuple[grpc.Server, InFlight]:
+    """A server whose calls go through the error mapping, with a tokens file the token check, and
+    the load limits (server_toolkit/load_limits.py); returns it with its `InFlight`, which
+    `run_until_signalled` drains. Refuses first (security.InsecureSettings) settings that would
+    expose it without TLS or tokens."""
     security.check_exposure(settings)
-    # The mapping comes first: it wraps what the token check returns, so refusals get its statuses too.
+    # The mapping comes first: it wraps what the token check and the limits return, so their
+    # refusals get its statuses too. The limits come last: a call without a valid token costs nothing.
     interceptors: list[grpc.ServerInterceptor] = [ErrorMappingInterceptor()]
     if settings.tokens_file is not None:
         tokens = TokenTable.load(settings.tokens_file)
         if not len(tokens):
             log.warning("the tokens file lists no token: every call but health is refused", extra={"fields": {"tokens_file": str(settings.tokens_file)}})
         interceptors.append(AuthInterceptor(tokens, permissions))
+    in_flight = InFlight(max_inflight_bytes)
+    interceptors.append(in_flight)
     log.info(
         "access control",
         extra={
@@ -49,11 +76,24 @@ def new_server(
             }
         },
     )
-    return grpc.server(
+    log.info(
+        "load limits",
+        extra={
+            "fields": {
+                "max_workers": max_workers,
+                "max_concurrent_rpcs": max_concurrent_rpcs,
+                "max_inflight_bytes": max_inflight_bytes,
+                "max_message_bytes": max_message_bytes,
+            }
+        },
+    )
+    server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
         interceptors=interceptors,
         options=message_options(max_message_bytes),
+        maximum_concurrent_rpcs=max_concurrent_rpcs,
     )
+    return server, in_flight
 
 
 def add_health_and_reflection(server: grpc.Server, service_names: Iterable[str], *, reflection_on: bool) -> health.HealthServicer:
@@ -84,12 +124,40 @@ def bind(server: grpc.Server, settings: security.SecuritySettings, port: int) ->
     return bound
 
 
-def run_until_signalled(server: grpc.Server, health_servicer: health.HealthServicer, grace_seconds: float) -> None:
-    """Serves until SIGTERM/SIGINT, then drains: health says NOT_SERVING, in-flight calls get `grace_seconds`."""
+def run_until_signalled(server: grpc.Server, health_servicer: health.HealthServicer, in_flight: InFlight, grace_seconds: float) -> None:
+    """Serves until SIGTERM/SIGINT, then drains within `grace_seconds` + EXIT_MARGIN_SECONDS (see
+    the module's docstring) and returns; a second signal, or a handler that outlives the margin,
+    ends the process at once (exit status 1)."""
     stop = threading.Event()
+
+    def on_signal(signum, frame) -> None:
+        if stop.is_set():
+            log.warning("second signal while draining: exiting now", extra={"fields": {"running": in_flight.running}})
+            os._exit(1)
+        stop.set()
+
     for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+        signal.signal(signum, on_signal)
     stop.wait()
-    log.info("shutting down", extra={"fields": {"grace_seconds": grace_seconds}})
+    deadline = time.monotonic() + grace_seconds + EXIT_MARGIN_SECONDS
+    log.info("shutting down", extra={"fields": {"grace_seconds": grace_seconds, "running": in_flight.running}})
     health_servicer.enter_graceful_shutdown()
-    server.stop(grace_seconds).wait()
+    stopped = server.stop(grace_seconds)  # refuses new calls now, cancels the rest after the grace
+    if not (stopped.wait(_left(deadline)) and in_flight.wait_until_idle(_left(deadline))):
+        log.error(
+            "handlers still running past the grace and its margin: exiting without them",
+            extra={"fields": {"running": in_flight.running, "grace_seconds": grace_seconds, "margin_seconds": EXIT_MARGIN_SECONDS}},
+        )
+        os._exit(1)
+    log.info("stopped")
+
+
+def stop_if_cancelled(context: grpc.ServicerContext) -> None:
+    """For long handlers, between units of work (images): raises Cancelled once nobody waits for
+    the call any more (its caller cancelled, its deadline passed, or the server's grace ran out)."""
+    if not context.is_active():
+        raise Cancelled("the call was cancelled; its work stopped", reason=Reason.CALL_CANCELLED)
+
+
+def _left(deadline: float) -> float:
+    return max(0.0, deadline - time.monotonic())

@@ -12,7 +12,7 @@ import pytest
 
 from lookalike.client import ItemToUpsert, SearchClient
 from lookalike.errors import LookalikeError
-from lookalike.v1 import encoder_pb2, encoder_pb2_grpc, images_pb2
+from lookalike.v1 import encoder_pb2, encoder_pb2_grpc, images_pb2, search_pb2
 
 
 def refused(call) -> LookalikeError:
@@ -104,6 +104,9 @@ def test_bad_requests_get_clear_status_codes_reasons_and_fields(search, digit_pn
         (lambda: search.search("digits", image=b""), INVALID, "IMAGE_EMPTY", ["image.encoded"]),
         (lambda: search.upsert("vectors", [ItemToUpsert(id="", vector=[1, 2, 3, 4])]), INVALID, "ID_INVALID", ["items[0].id"]),
         (lambda: search.upsert("vectors", [ItemToUpsert(id="n", vector=[np.nan, 2, 3, 4])]), INVALID, "VALUES_NOT_FINITE", ["items[0].vector"]),
+        (lambda: search.upsert("vectors", [ItemToUpsert(id="h", vector=[3e38, 0, 0, 0])]), INVALID, "VALUES_TOO_LARGE", ["items[0].vector"]),
+        (lambda: search.search("vectors", vector=[0, 3e38, 0, 0]), INVALID, "VALUES_TOO_LARGE", ["vector"]),
+        (lambda: search.get("vectors", [str(i) for i in range(1001)]), INVALID, "BATCH_TOO_LARGE", ["ids"]),
         (lambda: search.upsert("vectors", [ItemToUpsert(id=str(i), vector=[1, 2, 3, 4]) for i in range(257)]), INVALID, "BATCH_TOO_LARGE", ["items"]),
         (lambda: search.upsert("vectors", [ItemToUpsert(id="z")]), INVALID, "REQUIRED_FIELD_MISSING", ["items[0]"]),
     ]
@@ -224,3 +227,63 @@ def test_collections_list_and_delete(search):
     search.delete_collection("a")
     assert [c.name for c in search.list_collections()] == ["b"]
     assert refused(lambda: search.delete_collection("a")).code == grpc.StatusCode.NOT_FOUND
+
+
+def test_get_takes_at_most_max_get_ids_ids(search):
+    search.create_collection("vectors", dimension=2)
+    search.upsert("vectors", [ItemToUpsert(id="a", vector=[1, 0])])
+    got = search.get("vectors", ["a"] + [f"missing-{i}" for i in range(999)])  # 1000: the default limit
+    assert [i.id for i in got.items] == ["a"] and len(got.missing_ids) == 999
+    error = refused(lambda: search.get("vectors", ["a"] * 1001))
+    assert (error.code, error.reason, error.metadata) == (grpc.StatusCode.INVALID_ARGUMENT, "BATCH_TOO_LARGE", {"limit": "1000"})
+    assert [v.field for v in error.field_violations] == ["ids"]
+
+
+def test_a_damaged_collection_is_listed_with_its_reason_while_the_others_are_served(search_settings):
+    from grpc_health.v1 import health_pb2
+
+    from search_service.server import create_server
+
+    server, port = create_server(search_settings)
+    server.start()
+    with SearchClient(f"127.0.0.1:{port}") as client:
+        for name in ("kept", "broken"):
+            client.create_collection(name, dimension=2)
+            client.upsert(name, [ItemToUpsert(id=str(i), vector=[1, i]) for i in range(10)])  # 10 records each
+            for i in range(10, 20):
+                client.upsert(name, [ItemToUpsert(id=str(i), vector=[1, i])])
+    server.stop(None)  # no clean shutdown: the writes are in the logs only
+    directory = search_settings.data_dir / "collections" / "broken"
+    (log,) = directory.glob("wal-*.log")
+    log.write_bytes(log.read_bytes()[: log.stat().st_size // 2])  # the disk loses the second half
+
+    server, port = create_server(search_settings)
+    server.start()
+    try:
+        with SearchClient(f"127.0.0.1:{port}") as client:
+            client.wait_until_serving(10)  # one damaged collection does not take the others out of rotation
+            health = client._health.Check(health_pb2.HealthCheckRequest(service="lookalike.v1.Search"))
+            assert health.status == health_pb2.HealthCheckResponse.SERVING
+            broken = client.get_collection("broken")
+            assert (broken.state, broken.dimension, broken.size) == (search_pb2.Collection.STATE_DAMAGED, 2, 0)
+            assert "records up to 11 were acknowledged" in broken.state_reason
+            assert str(search_settings.data_dir) not in broken.state_reason and "/" not in broken.state_reason
+            assert {c.name: c.state for c in client.list_collections()} == {
+                "broken": search_pb2.Collection.STATE_DAMAGED,
+                "kept": search_pb2.Collection.STATE_READY,
+            }
+            assert client.get_collection("kept").state_reason == ""
+            for call in (
+                lambda: client.search("broken", vector=[1, 0], k=1),
+                lambda: client.upsert("broken", [ItemToUpsert(id="x", vector=[1, 0])]),
+                lambda: client.get("broken", ["1"]),
+            ):
+                error = refused(call)
+                assert (error.code, error.reason) == (grpc.StatusCode.FAILED_PRECONDITION, "COLLECTION_DAMAGED")
+                assert str(search_settings.data_dir) not in error.message
+            assert client.get_collection("kept").size == 20
+            assert client.search("kept", vector=[1, 19], k=1)[0].id == "19"
+            client.delete_collection("broken")  # an operator may drop it
+            assert [c.name for c in client.list_collections()] == ["kept"]
+    finally:
+        server.stop(None)

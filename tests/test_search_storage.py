@@ -3,12 +3,16 @@
 Covers round trips, validation (every bad field of a batch, with its path and reason),
 errors as data (reasons, no server path in a message), search under every metric, filters
 against brute force, crash recovery (reopen without close, torn tails, snapshots interrupted
-at each step), the tree index at 25k items, and searches racing writes.
+at each step), damaged collections listed as DAMAGED, file modes, the upgrade of collections
+from before high-water marks, the tree index at 25k items, and searches racing writes.
+Disk faults at every position of the files are tests/reliability/'s.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import threading
 import time
 
@@ -27,7 +31,8 @@ from lookalike.errors import (
     Unavailable,
 )
 from search_service import collection as collection_module
-from search_service.collection import Collection, CollectionSpec, TagFilter
+from search_service import high_water_mark
+from search_service.collection import DAMAGED, READY, Collection, CollectionSpec, TagFilter
 from search_service.collection_store import CollectionStore
 from search_service.snapshot import (
     SnapshotCorrupted,
@@ -37,7 +42,7 @@ from search_service.snapshot import (
     write_snapshot,
 )
 from search_service.vector_index import IndexPolicy
-from search_service.write_ahead_log import WriteAheadLog, list_log_files
+from search_service.write_ahead_log import QUARANTINE_PREFIX, WriteAheadLog, encode_upsert, list_log_files
 
 METRICS = ["cosine", "dot_product", "squared_l2"]
 
@@ -226,6 +231,14 @@ AB, ONES = ["a", "b"], np.ones((2, 8))
             ("items[1].vector", Reason.VALUES_NOT_FINITE, "infinity"),
         ),
         (
+            (AB, np.array([[1.0] * 8, [3e38] * 8]), None, None),  # finite, but its scores would overflow float32
+            ("items[1].vector", Reason.VALUES_TOO_LARGE, r"items\[1\]\.vector has length 8\.49e\+38, over the limit"),
+        ),
+        (
+            (AB, np.array([[1.0] * 8, [0.0] * 7 + [1.1e18]]), None, None),
+            ("items[1].vector", Reason.VALUES_TOO_LARGE, "over the limit of 1e[+]18"),
+        ),
+        (
             (AB, np.array([[1.0] * 8, [0.0] * 8]), None, None),
             ("items[1].vector", Reason.VECTOR_ZERO_NORM, r"items\[1\]\.vector has zero norm"),
         ),
@@ -407,6 +420,7 @@ def test_search_validates_its_arguments(store):
         (np.ones(7), 1, "dimension 7, collection 'things' has 8", "vector", Reason.DIMENSION_MISMATCH),
         (np.full(8, np.nan), 1, "NaN", "vector", Reason.VALUES_NOT_FINITE),
         (np.zeros(8), 1, "zero norm", "vector", Reason.VECTOR_ZERO_NORM),
+        (np.full(8, 3e38), 1, "over the limit of 1e[+]18", "vector", Reason.VALUES_TOO_LARGE),
         (np.ones((2, 8)), 1, "one-dimensional", "vector", Reason.DIMENSION_MISMATCH),
         (["x"] * 8, 1, "not a list of numbers", "vector", Reason.VALUES_NOT_FINITE),
         (np.ones(8), 0, "k must be a positive integer", "k", Reason.K_OUT_OF_RANGE),
@@ -417,6 +431,22 @@ def test_search_validates_its_arguments(store):
             collection.search(query, k)
         assert refused.value.reason == reason
         assert [(v.field, v.reason) for v in refused.value.field_violations] == [(field, reason)]
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_finite_vectors_whose_scores_would_overflow_are_refused_and_scores_stay_finite(store, metric):
+    """3e38 is a finite float32, but 3e38 * 3e38 is not: such vectors would score infinity."""
+    collection = make(store, dimension=4, metric=metric)
+    with pytest.raises(InvalidArgument) as refused:
+        collection.upsert(["huge", "fine"], np.array([[3e38, 0, 0, 0], [1, 2, 3, 4]], np.float32))
+    assert refused.value.reason == Reason.VALUES_TOO_LARGE
+    assert [(v.field, v.reason) for v in refused.value.field_violations] == [("items[0].vector", Reason.VALUES_TOO_LARGE)]
+    assert refused.value.metadata == {"collection": "things", "limit": "1e+18"}
+    assert collection.info().size == 0
+    largest = np.array([[1e18, 0, 0, 0], [-1e18, 0, 0, 0]], np.float32)  # at the limit: accepted
+    collection.upsert(["big", "opposite"], largest)
+    hits = collection.search(np.array([-1e18, 0, 0, 0], np.float32), 2)
+    assert all(np.isfinite(h.score) for h in hits), [h.score for h in hits]
 
 
 def test_tiny_collections(store):
@@ -532,22 +562,58 @@ def test_reopening_without_close_keeps_every_acknowledged_write(tmp_path):
     assert [h.id for h in crashed.get("things").search(np.asarray(expected["d"][0]), 1)] == ["d"]
 
 
-def test_a_torn_tail_is_truncated_on_reopen(tmp_path, caplog):
+def test_a_torn_tail_is_quarantined_on_reopen(tmp_path, caplog):
     store = CollectionStore(tmp_path)
     collection = make(store)
     write_a_history(collection)
     expected = items(collection)
-    (_, log_path), = list_log_files(tmp_path / "collections" / "things")
-    whole = log_path.read_bytes()
-    collection.upsert(["torn"], np.ones((1, 8)))
-    log_path.write_bytes(log_path.read_bytes()[: len(whole) + 30])  # the last append stopped 30 bytes in
+    directory = tmp_path / "collections" / "things"
+    ((_, log_path),) = list_log_files(directory)
+    # A crash 30 bytes into the fifth record: it was never acknowledged, so the mark is at 4.
+    torn = encode_upsert(5, ["torn"], np.ones((1, 8), np.float32), [()], [""])[:30]
+    with open(log_path, "ab") as f:
+        f.write(torn)
 
-    with caplog.at_level(logging.WARNING):
+    with caplog.at_level(logging.ERROR):
         reopened = CollectionStore(tmp_path).get("things")
-    assert "truncating a torn record" in caplog.text
+    assert "cut a torn record off the end" in caplog.text and "30 bytes" in caplog.text
     assert items(reopened) == expected
+    (quarantine,) = directory.glob(f"{QUARANTINE_PREFIX}*.bin")
+    assert quarantine.name.startswith(f"{QUARANTINE_PREFIX}{5:020d}-") and quarantine.read_bytes() == torn
     reopened.upsert(["after"], np.ones((1, 8)))
     assert "after" in items(CollectionStore(tmp_path).get("things"))
+    assert quarantine.exists(), "quarantined bytes are never deleted by the service"
+
+
+def test_an_acknowledged_write_cut_off_the_log_refuses_the_collection(tmp_path):
+    """The case that used to lose writes silently: the last acknowledged record cut short."""
+    store = CollectionStore(tmp_path)
+    collection = make(store)
+    write_a_history(collection)
+    expected = items(collection)
+    directory = tmp_path / "collections" / "things"
+    ((_, log_path),) = list_log_files(directory)
+    whole = log_path.read_bytes()
+    collection.upsert(["acknowledged"], np.ones((1, 8)))
+    cut = log_path.read_bytes()[: len(whole) + 30]
+    log_path.write_bytes(cut)
+
+    reopened = CollectionStore(tmp_path)
+    assert "records up to 5 were acknowledged" in reopened.failed()["things"]
+    info = reopened.describe("things")
+    assert (info.state, info.size, info.spec.dimension) == (DAMAGED, 0, 8)
+    assert "wal-00000000000000000001.log is damaged" in info.state_reason and str(tmp_path) not in info.state_reason
+    with pytest.raises(FailedPrecondition, match="records up to 5 were acknowledged") as damaged:
+        reopened.get("things")
+    assert damaged.value.reason == Reason.COLLECTION_DAMAGED and str(tmp_path) not in damaged.value.message
+    assert log_path.read_bytes() == cut and not list(directory.glob(f"{QUARANTINE_PREFIX}*"))
+
+    # The operator accepts the loss (docs/search-storage.md): a mark at 0 claims nothing.
+    high_water_mark.create(directory, seq=0)
+    repaired = CollectionStore(tmp_path)
+    assert items(repaired.get("things")) == expected
+    (quarantine,) = directory.glob(f"{QUARANTINE_PREFIX}*.bin")
+    assert quarantine.read_bytes() == cut[len(whole) :]
 
 
 def test_corruption_in_the_middle_keeps_the_collection_offline(tmp_path):
@@ -566,10 +632,11 @@ def test_corruption_in_the_middle_keeps_the_collection_offline(tmp_path):
     assert damaged.value.reason == Reason.COLLECTION_DAMAGED and damaged.value.metadata == {"collection": "things"}
     with pytest.raises(AlreadyExists):
         reopened.create(CollectionSpec("things", 8, "cosine"))
-    assert [i.spec.name for i in reopened.list()] == ["healthy"]
+    assert [(i.spec.name, i.state) for i in reopened.list()] == [("healthy", READY), ("things", DAMAGED)]
+    assert "is corrupt at byte" in reopened.describe("things").state_reason
     assert log_path.read_bytes() == bytes(data)
     reopened.delete("things")  # an operator may drop it
-    assert reopened.failed() == {}
+    assert reopened.failed() == {} and [i.spec.name for i in reopened.list()] == ["healthy"]
 
 
 def test_snapshots_then_more_writes_then_reopen(tmp_path):
@@ -703,6 +770,79 @@ def test_an_unreadable_spec_keeps_the_collection_offline_without_naming_a_path(t
     with pytest.raises(FailedPrecondition) as damaged:
         reopened.get("things")
     assert damaged.value.reason == Reason.COLLECTION_DAMAGED and str(tmp_path) not in damaged.value.message
+
+
+def test_an_unreadable_spec_is_listed_by_name_only(tmp_path):
+    CollectionStore(tmp_path).create(CollectionSpec("things", 8, "cosine"))
+    spec_path = tmp_path / "collections" / "things" / "collection.json"
+    spec_path.write_text(spec_path.read_text().replace('"dimension": 8', '"dimension": 9'))  # checksummed
+    reopened = CollectionStore(tmp_path)
+    (info,) = reopened.list()
+    assert (info.spec.name, info.spec.dimension, info.state) == ("things", 0, DAMAGED)
+    assert info.state_reason == "collection 'things': collection.json is unreadable (ValueError: checksum mismatch)"
+
+
+def test_a_collection_from_before_high_water_marks_is_upgraded_at_load(tmp_path, caplog):
+    store = CollectionStore(tmp_path)
+    write_a_history(make(store))
+    expected = items(store.get("things"))
+    directory = tmp_path / "collections" / "things"
+    spec_path = directory / "collection.json"
+    legacy = json.loads(spec_path.read_text())
+    del legacy["crc32"]
+    legacy["format"] = 1
+    spec_path.write_text(json.dumps(legacy))  # as the store wrote it before marks existed
+    (directory / high_water_mark.FILE_NAME).unlink()
+
+    with caplog.at_level(logging.WARNING):
+        upgraded = CollectionStore(tmp_path)
+    assert "predates them" in caplog.text
+    assert items(upgraded.get("things")) == expected
+    assert json.loads(spec_path.read_text())["format"] == 2
+    assert high_water_mark.HighWaterMark.open(directory, label="things").seq == 4
+    (directory / high_water_mark.FILE_NAME).unlink()  # from now on a lost mark is damage
+    assert "high-water mark (high-water) is missing" in CollectionStore(tmp_path).describe("things").state_reason
+
+
+def test_a_log_that_failed_to_fsync_shows_the_collection_as_damaged(tmp_path, monkeypatch):
+    from search_service import write_ahead_log
+
+    store = CollectionStore(tmp_path)
+    collection = make(store)
+    collection.upsert(["a"], np.ones((1, 8)))
+
+    def failing_fsync(fd):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(write_ahead_log.os, "fsync", failing_fsync)
+    with pytest.raises(OSError):
+        collection.upsert(["b"], np.ones((1, 8)))
+    monkeypatch.undo()
+    info = store.describe("things")
+    assert info.state == DAMAGED and "fsync failed" in info.state_reason and str(tmp_path) not in info.state_reason
+    assert [h.id for h in collection.search(np.ones(8), 5)] == ["a"]  # reads still work
+
+
+def test_files_and_directories_get_private_modes_whatever_the_umask(tmp_path):
+    old_umask = os.umask(0o000)  # the most permissive: without explicit modes, files would be 0666
+    try:
+        store = CollectionStore(tmp_path / "data", snapshot_every=2)
+        collection = make(store)
+        for i in range(3):
+            collection.upsert([f"i{i}"], random_vectors(1, 8, seed=i))
+        store.close()
+        directory = tmp_path / "data" / "collections" / "things"
+        ((_, log_path),) = list_log_files(directory)
+        with open(log_path, "ab") as f:  # a torn tail, to make a quarantine file at the next load
+            f.write(b"LKW1 torn")
+        CollectionStore(tmp_path / "data").close()
+    finally:
+        os.umask(old_umask)
+    paths = [tmp_path / "data", tmp_path / "data" / "collections", *(tmp_path / "data").rglob("*")]
+    names = {p.name for p in directory.iterdir()}
+    assert any(n.startswith(QUARANTINE_PREFIX) for n in names) and any(n.startswith("snapshot-") for n in names)
+    modes = {str(p.relative_to(tmp_path)): oct(p.stat().st_mode & 0o777) for p in paths}
+    assert all(mode == ("0o700" if (tmp_path / path).is_dir() else "0o600") for path, mode in modes.items()), modes
 
 
 # --- scale and concurrency -----------------------------------------------------------------

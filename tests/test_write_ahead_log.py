@@ -1,4 +1,5 @@
-"""The write-ahead log on its own: framing, replay, torn tails, corruption, rotation, failed appends."""
+"""The write-ahead log on its own: framing, replay, torn tails, corruption, rotation, failed appends,
+and the high-water mark that tells a torn write from acknowledged records the disk lost."""
 
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lookalike.errors import FailedPrecondition, Reason, ResourceExhausted
-from search_service import write_ahead_log
+from search_service import high_water_mark, write_ahead_log
+from search_service.high_water_mark import HighWaterMark, HighWaterMarkDamaged
 from search_service.write_ahead_log import (
+    QUARANTINE_PREFIX,
     DeleteRecord,
     LogCorrupted,
     UpsertRecord,
@@ -30,11 +33,30 @@ from search_service.write_ahead_log import (
 FRAME_HEADER_BYTES = 12
 
 
-def open_log(directory: Path, after_seq: int = 0) -> tuple[WriteAheadLog, list]:
+def open_log(directory: Path, after_seq: int = 0, *, fsync: bool = True) -> tuple[WriteAheadLog, list]:
+    """The log in `directory` with its records; a directory without a mark gets one at 0 (no claim)."""
+    if not high_water_mark.exists(directory):
+        high_water_mark.create(directory, fsync=fsync)
+    mark = HighWaterMark.open(directory, label="test", fsync=fsync)
     records: list = []
-    log, replayed = WriteAheadLog.open(directory, label="test", after_seq=after_seq, apply=records.append)
+    try:
+        log, replayed = WriteAheadLog.open(
+            directory, label="test", after_seq=after_seq, apply=records.append, high_water=mark, fsync=fsync
+        )
+    except BaseException:
+        mark.close()
+        raise
     assert replayed == len(records)
     return log, records
+
+
+def the_log_file(directory: Path) -> Path:
+    ((_, path),) = list_log_files(directory)
+    return path
+
+
+def quarantined(directory: Path) -> list[bytes]:
+    return [p.read_bytes() for p in sorted(directory.glob(f"{QUARANTINE_PREFIX}*.bin"))]
 
 
 def upsert(log: WriteAheadLog, ids: list[str], seed: int = 0) -> np.ndarray:
@@ -95,44 +117,127 @@ def test_replay_returns_every_record_in_order_and_appends_continue(tmp_path):
     assert [r.seq for r in records] == [3]
 
 
-def test_a_torn_last_record_is_truncated_wherever_the_write_stopped(tmp_path, caplog):
-    source = tmp_path / "source"
-    source.mkdir()
-    log, _ = open_log(source)
+def three_records(directory: Path) -> tuple[Path, bytes, int]:
+    """A log of records 1-3 (the last one holds two items): (its file, its bytes, where record 3 starts)."""
+    directory.mkdir(exist_ok=True)
+    log, _ = open_log(directory)
     upsert(log, ["a"])
     upsert(log, ["b"])
     upsert(log, ["c", "d"])
     log.close()
-    (path,) = source.iterdir()
-    whole = path.read_bytes()
-    last_start = record_offsets(path)[-1]
+    path = the_log_file(directory)
+    return path, path.read_bytes(), record_offsets(path)[-1]
+
+
+def test_a_torn_last_record_is_quarantined_wherever_the_write_stopped(tmp_path, caplog):
+    path, whole, last_start = three_records(tmp_path / "source")
 
     for cut in range(last_start + 1, len(whole)):
         directory = tmp_path / f"cut-{cut}"
         directory.mkdir()
         (directory / path.name).write_bytes(whole[:cut])
+        high_water_mark.create(directory, seq=2, fsync=False)  # record 3 was being written: never acknowledged
         caplog.clear()
-        with caplog.at_level(logging.WARNING, logger=write_ahead_log.__name__):
-            log, records = open_log(directory)
+        with caplog.at_level(logging.ERROR, logger=write_ahead_log.__name__):
+            log, records = open_log(directory, fsync=False)
         assert [r.ids for r in records] == [("a",), ("b",)]
-        assert "truncating a torn record" in caplog.text
+        assert f"cut a torn record off the end of {path.name}" in caplog.text
+        assert f"{cut - last_start} bytes from byte {last_start}" in caplog.text
         assert (directory / path.name).stat().st_size == last_start
+        assert quarantined(directory) == [whole[last_start:cut]], "what is cut off is kept, byte for byte"
         # The next write reuses the unacknowledged record's sequence number and reads back cleanly.
         assert log.append_delete(["a"]) == 3
         log.close()
-        _, records = open_log(directory)
+        _, records = open_log(directory, fsync=False)
         assert [r.seq for r in records] == [1, 2, 3]
 
 
-def test_zeroed_tail_blocks_are_truncated(tmp_path):
+def test_an_acknowledged_last_record_cut_short_or_flipped_refuses_to_load(tmp_path):
+    path, whole, last_start = three_records(tmp_path / "source")
+    assert HighWaterMark.open(tmp_path / "source", label="test").seq == 3  # moved by every append
+    damaged_copies = [whole[:cut] for cut in range(last_start, len(whole))]  # at the boundary too
+    for position in range(last_start, len(whole)):
+        flipped = bytearray(whole)
+        flipped[position] ^= 0x01
+        damaged_copies.append(bytes(flipped))
+
+    for index, data in enumerate(damaged_copies):
+        directory = tmp_path / f"case-{index}"
+        directory.mkdir()
+        (directory / path.name).write_bytes(data)
+        (directory / high_water_mark.FILE_NAME).write_bytes((tmp_path / "source" / high_water_mark.FILE_NAME).read_bytes())
+        with pytest.raises(LogCorrupted, match="records up to 3 were acknowledged") as corrupted:
+            open_log(directory, fsync=False)
+        assert corrupted.value.reason == Reason.COLLECTION_DAMAGED
+        assert str(tmp_path) not in corrupted.value.message
+        assert (directory / path.name).read_bytes() == data, "a log that refuses to load is left untouched"
+        assert quarantined(directory) == []
+
+
+@pytest.mark.parametrize("damage", ["deleted", "emptied"])
+def test_a_lost_log_is_refused_when_the_mark_says_records_were_written(tmp_path, damage):
+    path, whole, _ = three_records(tmp_path)
+    if damage == "deleted":
+        path.unlink()
+    else:
+        path.write_bytes(b"")
+    with pytest.raises(LogCorrupted, match="records up to 3 were acknowledged") as corrupted:
+        open_log(tmp_path)
+    assert ("no log file is left" if damage == "deleted" else "(0 bytes)") in corrupted.value.message
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [high_water_mark.FILE_NAME] + ([path.name] if damage == "emptied" else [])
+    ), "nothing created or removed"
+
+
+def test_the_mark_lags_safely_and_catches_up_at_load(tmp_path):
+    """After a power cut the mark on disk may be behind the log: the log wins, and the mark is moved."""
+    path, _, _ = three_records(tmp_path)
+    high_water_mark.create(tmp_path, seq=1)
+    log, records = open_log(tmp_path)
+    assert [r.seq for r in records] == [1, 2, 3] and quarantined(tmp_path) == []
+    log.close()
+    assert HighWaterMark.open(tmp_path, label="test").seq == 3
+
+
+@pytest.mark.parametrize("damage", ["missing", "empty", "both slots flipped"])
+def test_an_unreadable_mark_is_refused(tmp_path, damage):
+    three_records(tmp_path / "c")
+    mark = tmp_path / "c" / high_water_mark.FILE_NAME
+    if damage == "missing":
+        mark.unlink()
+    elif damage == "empty":
+        mark.write_bytes(b"")
+    else:
+        data = bytearray(mark.read_bytes())
+        data[8] ^= 0x01
+        data[512 + 8] ^= 0x01
+        mark.write_bytes(bytes(data))
+    with pytest.raises(HighWaterMarkDamaged, match="high-water mark") as damaged:
+        HighWaterMark.open(tmp_path / "c", label="test")
+    assert damaged.value.reason == Reason.COLLECTION_DAMAGED and str(tmp_path) not in damaged.value.message
+
+
+def test_one_damaged_slot_falls_back_to_the_other(tmp_path):
+    three_records(tmp_path)  # record 3 went to slot 1, record 2 is in slot 0
+    mark = tmp_path / high_water_mark.FILE_NAME
+    data = bytearray(mark.read_bytes())
+    data[512 + 10] ^= 0x01  # as a write torn by a power cut
+    mark.write_bytes(bytes(data))
+    assert HighWaterMark.open(tmp_path, label="test").seq == 2
+    _, records = open_log(tmp_path)
+    assert [r.seq for r in records] == [1, 2, 3]
+
+
+def test_zeroed_tail_blocks_are_quarantined(tmp_path):
     log, _ = open_log(tmp_path)
     upsert(log, ["a"])
     log.close()
-    (path,) = tmp_path.iterdir()
+    path = the_log_file(tmp_path)
     with open(path, "ab") as f:
         f.write(b"\0" * 4096)  # a file system that extended the file but never wrote the data
     _, records = open_log(tmp_path)
     assert [r.ids for r in records] == [("a",)]
+    assert quarantined(tmp_path) == [b"\0" * 4096]
 
 
 @pytest.mark.parametrize("damage", ["payload byte", "length field", "marker"])
@@ -141,7 +246,7 @@ def test_corruption_before_good_records_refuses_to_load(tmp_path, damage):
     for i in range(3):
         upsert(log, [f"item-{i}"], seed=i)
     log.close()
-    (path,) = tmp_path.iterdir()
+    path = the_log_file(tmp_path)
     data = bytearray(path.read_bytes())
     second = record_offsets(path)[1]
     if damage == "payload byte":
@@ -264,3 +369,24 @@ def test_a_failed_fsync_makes_the_log_refuse_further_writes(tmp_path, monkeypatc
         upsert(log, ["b"])
     assert unusable.value.reason == Reason.COLLECTION_DAMAGED and str(tmp_path) not in unusable.value.message
     log.close()
+
+
+def test_a_mark_that_cannot_be_moved_makes_the_log_refuse_further_writes(tmp_path, monkeypatch):
+    log, _ = open_log(tmp_path)
+
+    def failing_pwrite(fd, data, offset):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(high_water_mark.os, "pwrite", failing_pwrite)
+    try:
+        with pytest.raises(OSError):
+            upsert(log, ["a"])
+    finally:
+        monkeypatch.undo()
+    assert log.failure is not None and "high-water mark" in log.failure
+    with pytest.raises(FailedPrecondition, match="restart") as unusable:
+        upsert(log, ["b"])
+    assert unusable.value.reason == Reason.COLLECTION_DAMAGED
+    log.close()
+    _, records = open_log(tmp_path)  # the record itself was durable: a restart serves it
+    assert [r.ids for r in records] == [("a",)]

@@ -11,12 +11,14 @@ class ErrorReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     BATCH_EMPTY: _ClassVar[ErrorReason]
     BATCH_TOO_LARGE: _ClassVar[ErrorReason]
     K_OUT_OF_RANGE: _ClassVar[ErrorReason]
+    BATCH_TOO_MANY_PIXELS: _ClassVar[ErrorReason]
     IMAGE_EMPTY: _ClassVar[ErrorReason]
     IMAGE_UNDECODABLE: _ClassVar[ErrorReason]
     IMAGE_FORMAT_UNSUPPORTED: _ClassVar[ErrorReason]
     IMAGE_TOO_LARGE: _ClassVar[ErrorReason]
     TENSOR_SHAPE_MISMATCH: _ClassVar[ErrorReason]
     VALUES_NOT_FINITE: _ClassVar[ErrorReason]
+    VALUES_TOO_LARGE: _ClassVar[ErrorReason]
     DIMENSION_MISMATCH: _ClassVar[ErrorReason]
     VECTOR_ZERO_NORM: _ClassVar[ErrorReason]
     MODEL_MISMATCH: _ClassVar[ErrorReason]
@@ -40,6 +42,9 @@ class ErrorReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ENCODER_FAILED: _ClassVar[ErrorReason]
     SHUTTING_DOWN: _ClassVar[ErrorReason]
     DEADLINE_TOO_SHORT: _ClassVar[ErrorReason]
+    SERVER_BUSY: _ClassVar[ErrorReason]
+    DECODE_BUDGET_EXHAUSTED: _ClassVar[ErrorReason]
+    CALL_CANCELLED: _ClassVar[ErrorReason]
     TOKEN_MISSING: _ClassVar[ErrorReason]
     TOKEN_INVALID: _ClassVar[ErrorReason]
     PERMISSION_DENIED: _ClassVar[ErrorReason]
@@ -48,12 +53,14 @@ REQUIRED_FIELD_MISSING: ErrorReason
 BATCH_EMPTY: ErrorReason
 BATCH_TOO_LARGE: ErrorReason
 K_OUT_OF_RANGE: ErrorReason
+BATCH_TOO_MANY_PIXELS: ErrorReason
 IMAGE_EMPTY: ErrorReason
 IMAGE_UNDECODABLE: ErrorReason
 IMAGE_FORMAT_UNSUPPORTED: ErrorReason
 IMAGE_TOO_LARGE: ErrorReason
 TENSOR_SHAPE_MISMATCH: ErrorReason
 VALUES_NOT_FINITE: ErrorReason
+VALUES_TOO_LARGE: ErrorReason
 DIMENSION_MISMATCH: ErrorReason
 VECTOR_ZERO_NORM: ErrorReason
 MODEL_MISMATCH: ErrorReason
@@ -77,6 +84,9 @@ ENCODER_UNAVAILABLE: ErrorReason
 ENCODER_FAILED: ErrorReason
 SHUTTING_DOWN: ErrorReason
 DEADLINE_TOO_SHORT: ErrorReason
+SERVER_BUSY: ErrorReason
+DECODE_BUDGET_EXHAUSTED: ErrorReason
+CALL_CANCELLED: ErrorReason
 TOKEN_MISSING: ErrorReason
 TOKEN_INVALID: ErrorReason
 PERMISSION_DENIED: ErrorReason

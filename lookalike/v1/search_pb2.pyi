@@ -1,5 +1,6 @@
 from lookalike.v1 import images_pb2 as _images_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
@@ -8,18 +9,30 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Collection(_message.Message):
-    __slots__ = ("name", "dimension", "metric", "model", "size")
+    __slots__ = ("name", "dimension", "metric", "model", "size", "state", "state_reason")
+    class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        STATE_UNSPECIFIED: _ClassVar[Collection.State]
+        STATE_READY: _ClassVar[Collection.State]
+        STATE_DAMAGED: _ClassVar[Collection.State]
+    STATE_UNSPECIFIED: Collection.State
+    STATE_READY: Collection.State
+    STATE_DAMAGED: Collection.State
     NAME_FIELD_NUMBER: _ClassVar[int]
     DIMENSION_FIELD_NUMBER: _ClassVar[int]
     METRIC_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     SIZE_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    STATE_REASON_FIELD_NUMBER: _ClassVar[int]
     name: str
     dimension: int
     metric: _images_pb2.Metric
     model: _images_pb2.ModelRef
     size: int
-    def __init__(self, name: _Optional[str] = ..., dimension: _Optional[int] = ..., metric: _Optional[_Union[_images_pb2.Metric, str]] = ..., model: _Optional[_Union[_images_pb2.ModelRef, _Mapping]] = ..., size: _Optional[int] = ...) -> None: ...
+    state: Collection.State
+    state_reason: str
+    def __init__(self, name: _Optional[str] = ..., dimension: _Optional[int] = ..., metric: _Optional[_Union[_images_pb2.Metric, str]] = ..., model: _Optional[_Union[_images_pb2.ModelRef, _Mapping]] = ..., size: _Optional[int] = ..., state: _Optional[_Union[Collection.State, str]] = ..., state_reason: _Optional[str] = ...) -> None: ...
 
 class CreateCollectionRequest(_message.Message):
     __slots__ = ("name", "dimension", "metric", "model", "allow_existing")

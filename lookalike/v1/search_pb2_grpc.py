@@ -113,14 +113,15 @@ class SearchServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetCollection(self, request, context):
-        """Describes one collection; NOT_FOUND (COLLECTION_NOT_FOUND) if there is none.
+        """Describes one collection, a damaged one too (see Collection.state);
+        NOT_FOUND (COLLECTION_NOT_FOUND) if there is none.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListCollections(self, request, context):
-        """Lists every collection.
+        """Lists every collection, damaged ones too (see Collection.state).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -151,7 +152,8 @@ class SearchServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Get(self, request, context):
-        """Fetches stored items by id.
+        """Fetches stored items by id; at most the server's max_get_ids ids (default
+        1000) per call, else INVALID_ARGUMENT (BATCH_TOO_LARGE) at field "ids".
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
