@@ -32,5 +32,20 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.encoder_throughput
 	$(BIN)/python -m benchmarks.search_latency
 
+# The development colour set for `lookalike eval --data data/colour-set`: Debian's icons and emoji,
+# apt-installed when missing (as root, else through sudo), and scikit-image's bundled photos.
+.PHONY: colour-set
+COLOUR_SET_PACKAGES := oxygen-icon-theme fonts-noto-color-emoji unicode-data
+colour-set: $(STAMP)
+	dpkg -s $(COLOUR_SET_PACKAGES) >/dev/null 2>&1 || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update && $$SUDO apt-get install -y --no-install-recommends $(COLOUR_SET_PACKAGES); }
+	$(BIN)/python -m training.colour_set --out data/colour-set
+
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache
+
+# Development certificates (a CA, a server certificate for localhost and the compose services, a
+# client certificate) in certs/, for TLS, mutual TLS and deploy/docker-compose.yml: docs/security.md.
+.PHONY: certs
+certs:
+	tools/make_certs.sh certs

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 from lookalike.preprocessing import Preprocessing  # noqa: E402
 from training.augment import augment  # noqa: E402
-from training.config import COLOUR_EDITS, EDITS, AugmentConfig, TrainConfig  # noqa: E402
+from training.config import COLOUR_EDITS, EDITS, SHARING_EDITS, AugmentConfig, TrainConfig  # noqa: E402
 from training.data import Split, load_digits, split_indices  # noqa: E402
 from training.losses import consistency_loss  # noqa: E402
 from training.retrieval_metrics import copy_detection, mean_average_precision  # noqa: E402
@@ -74,11 +74,30 @@ def test_colour_edits_apply_to_colour_images_only():
     luma = torch.tensor([0.299, 0.587, 0.114]).reshape(1, 3, 1, 1)
     assert ((pixels * luma).sum(1) - (edited * luma).sum(1)).abs().mean() < 0.03
     assert (edited - pixels).abs().mean() > 0.05
-    flip = AugmentConfig(p=0.0, hflip=1.0)
+    flip = AugmentConfig(p=0.0, hflip=1.0, grayscale=0.0, sharing=0.0)  # each has its own probability, not p
     assert torch.allclose(augment(images, spec, flip, torch.Generator()), images.flip(-1), atol=1e-6)
     grey = Preprocessing(height=16, width=16, channels=1)
     digit_like = torch.rand(2, 1, 16, 16, generator=torch.Generator().manual_seed(0))
     assert torch.allclose(augment(digit_like, grey, flip, torch.Generator()), digit_like), "digits are never mirrored"
+
+
+@pytest.mark.parametrize("edit", ["grayscale", *SHARING_EDITS])
+def test_each_resharing_edit_changes_colour_images_only(edit):
+    spec = Preprocessing(height=32, width=32, channels=3, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    rng = np.random.default_rng(1)
+    smooth = torch.nn.functional.interpolate(torch.from_numpy(rng.random((8, 3, 8, 8)).astype(np.float32)), size=(32, 32))
+    images = (smooth - 0.5) / 0.25  # (8, 3, 32, 32), blocks of colour, as preprocessed
+    config = AugmentConfig(downscale=0.2, letterbox=0.5, caption=0.3, overlay=0.4).only(edit)
+    edited = augment(images, spec, config, torch.Generator().manual_seed(0)) * 0.25 + 0.5
+    assert edited.shape == images.shape
+    assert edited.min() >= 0.0 and edited.max() <= 1.0, "pixels stay within 0..1"
+    changed = (edited - smooth).abs().flatten(1).amax(1)  # (8,)
+    assert (changed > 0.1).all(), f"{edit} left some images alone: {changed}"
+    if edit == "grayscale":
+        assert torch.allclose(edited[:, 0], edited[:, 1], atol=1e-5) and torch.allclose(edited[:, 1], edited[:, 2], atol=1e-5)
+    grey = Preprocessing(height=32, width=32, channels=1)
+    digit_like = torch.rand(2, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(augment(digit_like, grey, config, torch.Generator()), digit_like), "colour images only"
 
 
 def test_consistency_loss_rewards_matching_pairs():
@@ -123,3 +142,10 @@ def test_copy_detection_recall_and_micro_ap():
     assert found["micro_ap"] == pytest.approx((1 + 1 + 3 / 4) / 3, abs=1e-6)
     perfect = copy_detection(db, np.arange(4), db, k=2)
     assert perfect == {"recall_at_1": 1.0, "micro_ap": 1.0}
+
+
+def test_copy_recall_counts_ties_for_the_best_score_as_a_coin_toss():
+    db = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]], dtype=np.float32)  # items 0 and 1 are the same
+    queries = np.array([[1.0, 0.1], [0.1, 1.0]], dtype=np.float32)
+    found = copy_detection(queries, np.array([0, 2]), db, k=2)
+    assert found["recall_at_1"] == pytest.approx((0.5 + 1.0) / 2), "item 0 ties with item 1: half a hit"

@@ -1,12 +1,15 @@
 """The study behind `lookalike eval`: every architecture and baseline, trained (or loaded), exported,
-run in ONNX Runtime exactly as the encoder service runs it, and measured the same way.
+run in ONNX Runtime exactly as the encoder service runs it, and measured the same way, next to the
+tools people use today to find copies (training/reference_tools.py), on the same pictures.
 
-    rows, study = run_study(StudyOptions(data="digits", out=Path("reports")))
+    rows, study = run_study(StudyOptions(data="data/colour-set", out=Path("reports")))
 
-Per model: train/val/test MSE; mAP over the whole indexed set and precision@10 with class labels as
-relevance (test images query the train+val images); copy detection (each query is an edited copy of
-one indexed image, under the augmentation suite with a fixed seed, every other indexed image a
-distractor): recall@1 and micro-AP; embedding size; parameters; training time; ONNX throughput.
+Per row: train/val/test MSE; mAP over the whole indexed set and precision@10 with class labels
+(sub-folders) as relevance, test pictures querying the train+val pictures; copy detection, each query
+an edited copy of one indexed picture (training/copy_edits.py: Pillow edits of the decoded original,
+a fixed seed) searched among all indexed pictures: recall@1 for each edit alone and for mixes of
+three, and micro-AP on the mixes; self-retrieval, the share of unedited indexed pictures that find
+themselves first; embedding size; parameters; training time; ONNX throughput.
 """
 
 from __future__ import annotations
@@ -15,29 +18,36 @@ import dataclasses
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 import torch
+from PIL import Image
 from tqdm import tqdm
 
 from encoder_service.onnx_model import OnnxModel
 from lookalike import model_format
-from lookalike.preprocessing import Preprocessing
-from training.augment import augment
+from lookalike.preprocessing import Preprocessing, decode, to_image
+from training import copy_edits
 from training.checkpoint import load_checkpoint
-from training.config import COLOUR_EDITS, EDITS, AugmentConfig, TrainConfig
-from training.data import Dataset, Split, data_hash
+from training.config import TrainConfig
+from training.data import DIGITS, DIGITS_SPEC, Dataset, Split, data_hash
 from training.export import export
 from training.models import Baseline
 from training.pipeline import default_split, load_data, train_checkpoint
+from training.pixels import to_model_batch, to_pixels
+from training.reference_tools import TOOLS
 from training.retrieval_metrics import copy_detection, mean_average_precision, precision_at_k
 from training.study_plan import Entry, plan
 
 log = logging.getLogger(__name__)
 
-COPY_SEED = 2024  # the edits of the copy-detection queries: fixed, so every model answers the same queries
-COPY_QUERIES = 1000  # edited copies of distinct indexed images
+COPY_SEED = 2024  # the copy edits: fixed, so every row answers the same queries
+COPY_QUERIES = 1000  # edited copies of distinct indexed pictures, per edit
+COPY_EDITS = (*copy_edits.EDITS, copy_edits.MIX)  # each alone, then mixes of three
+MAX_SIDE = 512  # originals are shrunk to this many pixels a side before editing: models see 64, pHash 32
+FOLDER_SIZE = 64  # model input of a folder of pictures: 64x64 RGB
+QUICK_IMAGES, QUICK_COPIES = 600, 200  # quick mode's random subset, and copies per edit
 THROUGHPUT_BATCH = 64  # images per ONNX Runtime call when measuring encode speed
 THROUGHPUT_SECONDS = 1.0  # measuring time per model, after a warm-up call
 
@@ -47,6 +57,7 @@ class StudyOptions:
     data: str = "digits"  # "digits" or a folder of images with one subfolder per class
     out: Path = Path("reports")  # the report goes to out/<dataset name>/
     quick: bool = False  # a few hundred images, tiny models, 1 epoch: checks the machinery, not the figures
+    max_images: int | None = None  # a seeded random subset of this many pictures (default: all)
     only: tuple[str, ...] = ()  # row names to run (default: all)
     retrain: bool = False  # train again even when a matching checkpoint exists
     threads: int = 2  # torch and ONNX Runtime threads
@@ -55,68 +66,116 @@ class StudyOptions:
 
 @dataclasses.dataclass
 class Row:
-    """One model's line in the report."""
+    """One model's (or reference tool's) line in the report."""
 
     entry: Entry
     metrics: dict[str, float]  # see module docstring; NaN where a measure does not apply
-    history: list[dict[str, float]]  # per-epoch losses (empty for baselines)
-    version_dir: Path  # the exported model, servable as is
+    history: list[dict[str, float]]  # per-epoch losses (empty for baselines and tools)
+    version_dir: Path | None  # the exported model, servable as is; None for a reference tool
     reused: bool  # the checkpoint came from an earlier run with the same settings and data
+
+
+@dataclasses.dataclass
+class Copies:
+    """Edited copies of the copy sources, as the models and the reference tools see them."""
+
+    pixels: np.ndarray  # (Q, H, W, C) uint8, the models' preprocessing of each copy, up to normalisation
+    tools: dict[str, np.ndarray]  # tool name -> (Q, D) its vectors of each copy
 
 
 @dataclasses.dataclass
 class StudyData:
     dataset: Dataset
     split: Split
-    copy_images: np.ndarray  # (Q, C, H, W) edited copies of indexed images, the whole suite
     copy_sources: np.ndarray  # (Q,) position in split.train_val of each copy's original
-    single_edits: dict[str, np.ndarray]  # edit name -> (Q, C, H, W) the same originals, that edit alone
+    copies: dict[str, Copies]  # copy edit (COPY_EDITS) -> edited copies of the same originals
+    tool_vectors: dict[str, np.ndarray]  # tool name -> (N, D) its vectors of every picture of the dataset
+
+    def copy_inputs(self, edit: str = copy_edits.MIX) -> np.ndarray:
+        """(Q, C, H, W) model input of the copies made by `edit`."""
+        return to_model_batch(self.copies[edit].pixels, self.dataset.spec)
 
 
 def report_dir(options: StudyOptions) -> Path:
-    name = "digits" if options.data == "digits" else Path(options.data).resolve().name
+    name = DIGITS if options.data == DIGITS else Path(options.data).resolve().name
     return options.out / (f"{name}-quick" if options.quick else name)
 
 
+def model_input(options: StudyOptions) -> Preprocessing:
+    """The preprocessing every model of the study gets: the digits' own, or 64x64 RGB for a folder."""
+    return DIGITS_SPEC if options.data == DIGITS else Preprocessing(height=FOLDER_SIZE, width=FOLDER_SIZE, channels=3)
+
+
 def prepare_data(options: StudyOptions) -> StudyData:
-    data = load_data(options.data) if options.data == "digits" else _load_folder(options.data)
+    data = load_data(options.data, model_input(options))
     if data.labels is None:
         raise ValueError(f"{options.data}: the study needs class labels (one subfolder per class)")
-    if options.quick:
-        keep = np.random.default_rng(0).permutation(len(data))[:600]
-        data = data.subset(np.sort(keep))
-        split = default_split(data, "folder", test=100, val=50)
-    else:
-        split = default_split(data, options.data)
+    keep = QUICK_IMAGES if options.quick else options.max_images
+    if keep is not None and keep < len(data):
+        data = data.subset(np.sort(np.random.default_rng(0).permutation(len(data))[:keep]))
+    split = default_split(data, "folder" if options.quick else options.data)  # quick: a folder's fractions
     indexed = split.train_val
-    count = min(COPY_QUERIES, len(indexed))
+    count = min(QUICK_COPIES if options.quick else COPY_QUERIES, len(indexed))
     sources = np.random.default_rng(COPY_SEED).choice(len(indexed), count, replace=False)  # (Q,)
-    originals = torch.from_numpy(data.images[indexed[sources]])
-    suite = AugmentConfig()
-    copies = augment(originals, data.spec, suite, torch.Generator().manual_seed(COPY_SEED))
-    single = {
-        edit: augment(originals, data.spec, suite.only(edit), torch.Generator().manual_seed(COPY_SEED)).numpy()
-        for edit in EDITS
-        if data.spec.channels == 3 or edit not in COLOUR_EDITS
-    }
-    return StudyData(data, split, copies.numpy(), sources, single)
+    originals = [_picture(data, i) for i in indexed[sources]]
+    edits = tqdm(COPY_EDITS, desc="copy edits", unit="edit", disable=not options.progress)
+    copies = {edit: _copies(originals, edit, data.spec) for edit in edits}
+    pictures = tqdm(range(len(data)), desc="reference tools", unit="picture", disable=not options.progress)
+    tool_vectors = _tool_vectors((_picture(data, i) for i in pictures), data.spec)
+    return StudyData(data, split, sources, copies, tool_vectors)
+
+
+def _picture(data: Dataset, index: int) -> Image.Image:
+    """The decoded original of picture `index`, at most MAX_SIDE pixels a side."""
+    if data.paths is None:  # the digits have no files: their pixels are the originals
+        return to_image(data.images[index], data.spec)
+    picture = decode(Path(data.paths[index]).read_bytes())
+    picture.thumbnail((MAX_SIDE, MAX_SIDE))
+    return picture
+
+
+def _copies(originals: list[Image.Image], edit: str, spec: Preprocessing) -> Copies:
+    pixels, vectors = [], {name: [] for name in TOOLS}
+    for copy in copy_edits.copies(originals, edit, COPY_SEED):  # one at a time: copies of photos are large
+        pixels.append(to_pixels(copy, spec))
+        _add_tool_vectors(vectors, copy, spec)
+    return Copies(np.stack(pixels), {name: np.stack(v) for name, v in vectors.items()})
+
+
+def _tool_vectors(pictures: Iterable[Image.Image], spec: Preprocessing) -> dict[str, np.ndarray]:
+    vectors = {name: [] for name in TOOLS}
+    for picture in pictures:
+        _add_tool_vectors(vectors, picture, spec)
+    return {name: np.stack(v) for name, v in vectors.items()}
+
+
+def _add_tool_vectors(vectors: dict[str, list[np.ndarray]], picture: Image.Image, spec: Preprocessing) -> None:
+    for name, tool in TOOLS.items():
+        vectors[name].append(tool.vector(picture, spec))
 
 
 def run_study(options: StudyOptions) -> tuple[list[Row], StudyData]:
     """Runs every planned entry (or options.only); returns their rows, in plan order, and the data."""
     torch.set_num_threads(options.threads)
     root = report_dir(options)
-    study = prepare_data(options)
-    planned = plan(study.dataset.spec, options.quick)
+    planned = plan(model_input(options), options.quick)
     unknown = set(options.only) - {e.name for e in planned}
     if unknown:
         raise ValueError(f"no study rows named {sorted(unknown)}; see training/study_plan.py")
     entries = [e for e in planned if not options.only or e.name in options.only]
+    study = prepare_data(options)
     rows = []
     for entry in tqdm(entries, desc="study", unit="model", disable=not options.progress):
-        rows.append(_run_entry(entry, study, root, options))
+        rows.append(_run_tool(entry, study) if entry.train is None else _run_entry(entry, study, root, options))
         log.info("%s: %s", entry.name, rows[-1].metrics)
     return rows, study
+
+
+def _run_tool(entry: Entry, study: StudyData) -> Row:
+    copies = {edit: study.copies[edit].tools[entry.name] for edit in COPY_EDITS}
+    metrics = {**_measure(study.tool_vectors[entry.name], copies, "cosine", study), **_mse({})}
+    metrics["embedding_dim"] = TOOLS[entry.name].dim
+    return Row(entry, metrics, [], None, False)
 
 
 def _run_entry(entry: Entry, study: StudyData, root: Path, options: StudyOptions) -> Row:
@@ -129,7 +188,8 @@ def _run_entry(entry: Entry, study: StudyData, root: Path, options: StudyOptions
         checkpoint = load_checkpoint(checkpoint_path)
     version_dir = _exported(checkpoint_path, root / "models", entry.name)
     model = OnnxModel(version_dir, ["CPUExecutionProvider"], intra_op_threads=options.threads)
-    metrics = {**_measure(model, study), **_mse(checkpoint.metrics)}
+    copies = {edit: _embed(model, study.copy_inputs(edit)) for edit in COPY_EDITS}
+    metrics = {**_measure(_embed(model, study.dataset.images), copies, model.card.metric, study), **_mse(checkpoint.metrics)}
     metrics["embedding_dim"] = model.card.embedding_dim
     metrics["parameters"] = _parameters(checkpoint.model)
     metrics["train_seconds"] = checkpoint.metrics.get("train_seconds", float("nan"))
@@ -171,28 +231,22 @@ def _parameters(model: torch.nn.Module) -> int:
     return sum(t.numel() for t in tensors)
 
 
-def _embed(model: OnnxModel, images: np.ndarray, batch: int = 512) -> np.ndarray:
+def _embed(model: OnnxModel, images, batch: int = 512) -> np.ndarray:
+    """(N, D) vectors of model inputs (N, C, H, W): an array or a Dataset's `images`."""
     return np.concatenate([model.embed(images[s : s + batch]) for s in range(0, len(images), batch)])
 
 
-def _measure(model: OnnxModel, study: StudyData) -> dict[str, float]:
-    data, split = study.dataset, study.split
-    vectors = _embed(model, data.images)  # (N, D)
-    indexed, queries = split.train_val, split.test
-    metric = model.card.metric
-    labels = data.labels
-    found = copy_detection(_embed(model, study.copy_images), study.copy_sources, vectors[indexed], metric)
-    by_edit = {
-        f"copy_recall_at_1.{edit}": copy_detection(_embed(model, images), study.copy_sources, vectors[indexed], metric)[
-            "recall_at_1"
-        ]
-        for edit, images in study.single_edits.items()
-    }
-    return by_edit | {
-        "map": mean_average_precision(vectors[queries], labels[queries], vectors[indexed], labels[indexed], metric),
-        "precision_at_10": precision_at_k(vectors[queries], labels[queries], vectors[indexed], labels[indexed], 10, metric),
-        "copy_recall_at_1": found["recall_at_1"],
-        "copy_micro_ap": found["micro_ap"],
+def _measure(vectors: np.ndarray, copies: dict[str, np.ndarray], metric: str, study: StudyData) -> dict[str, float]:
+    """Every retrieval measure, from the vectors of every picture (N, D) and of each edit's copies (Q, D)."""
+    labels, indexed, queries = study.dataset.labels, study.split.train_val, study.split.test
+    index = vectors[indexed]
+    found = {edit: copy_detection(copies[edit], study.copy_sources, index, metric) for edit in COPY_EDITS}
+    return {f"copy_recall_at_1.{edit}": found[edit]["recall_at_1"] for edit in copy_edits.EDITS} | {
+        "map": mean_average_precision(vectors[queries], labels[queries], index, labels[indexed], metric),
+        "precision_at_10": precision_at_k(vectors[queries], labels[queries], index, labels[indexed], 10, metric),
+        "copy_recall_at_1": found[copy_edits.MIX]["recall_at_1"],
+        "copy_micro_ap": found[copy_edits.MIX]["micro_ap"],
+        "self_recall_at_1": copy_detection(index, np.arange(len(indexed)), index, metric)["recall_at_1"],
     }
 
 
@@ -200,7 +254,7 @@ def _mse(metrics: dict[str, float]) -> dict[str, float]:
     return {key: metrics.get(key, float("nan")) for key in ("train_mse", "val_mse", "test_mse")}
 
 
-def _throughput(model: OnnxModel, images: np.ndarray, seconds: float) -> float:
+def _throughput(model: OnnxModel, images, seconds: float) -> float:
     """Encoded images per second at THROUGHPUT_BATCH, in ONNX Runtime, after one warm-up call."""
     batch = images[:THROUGHPUT_BATCH]
     model.embed(batch)
@@ -209,7 +263,3 @@ def _throughput(model: OnnxModel, images: np.ndarray, seconds: float) -> float:
         model.embed(batch)
         done += len(batch)
     return done / (time.perf_counter() - started)
-
-
-def _load_folder(folder: str) -> Dataset:
-    return load_data(folder, Preprocessing(height=64, width=64, channels=3))
