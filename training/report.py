@@ -129,7 +129,7 @@ def _markdown(rows: list[Row], best: Row | None, study: StudyData, run: dict, pi
         "- mAP and P@10: test images query the train+val images; relevant means the same class (sub-folder).",
         f"- Copy detection: {len(study.copy_sources)} indexed pictures, each edited by every held-out copy edit "
         "(training/copy_edits.py, Pillow on the decoded original, fixed seed) and searched among all indexed images. "
-        f"copy R@1 is on the {MIX}s (three different edits at once); the table below gives each edit alone. "
+        "copy R@1 is on mixes of three different edits at once; the table below gives each edit alone. "
         "Ties for the best score count as a coin toss.",
         "- copy µAP: all mixed copies' top-10 matches pooled by score, average precision of finding the originals.",
         "- self R@1: the share of unedited indexed pictures whose first match is themselves.",
@@ -303,6 +303,7 @@ def _embedding_size(rows: list[Row]):
         architecture, m = row.entry.architecture, row.metrics
         if architecture == "pca" or (row.entry.group != "ablation" and _has_sizes(rows, architecture)):
             families.setdefault(architecture, {})[m["embedding_dim"]] = (m["map"], m["copy_recall_at_1"])
+    families = {family: points for family, points in families.items() if len(points) > 1}  # a curve, not a dot
     if not families:
         return None
     figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
