@@ -9,6 +9,9 @@ full now, retry). A request decodes its images one after another, so what it nee
 its largest image: that is reserved for the request's run and released after. The reservation
 is the header's size even for a JPEG, which decodes at a reduced scale: an overestimate, on the
 safe side. Between images the handler stops once its call is cancelled (server_toolkit).
+
+Fingerprints for finding copies (copy_detection), when asked, are taken from a second decode
+of each file at the features' working size, within the same reservation: one image at a time.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from contextlib import AbstractContextManager
 import numpy as np
 from PIL import Image
 
+from copy_detection.features import fingerprint_file
 from encoder_service.model_repository import ModelRepository
 from encoder_service.onnx_model import OnnxModel
 from encoder_service.settings import EncoderSettings
@@ -46,14 +50,19 @@ class EncoderServicer(encoder_pb2_grpc.EncoderServicer):
     def Embed(self, request: encoder_pb2.EmbedRequest, context) -> encoder_pb2.EmbedResponse:
         model = self._resolve(request.model)
         self._check_batch("images", len(request.images))
+        kind = request.fingerprints
+        if kind not in _FINGERPRINT_KINDS:
+            raise InvalidArgument(f"unknown fingerprint kind {kind}", reason=Reason.VALUE_OUT_OF_RANGE, field="fingerprints")
         with self._decode_reservation(request.images):
             inputs = _each("images", request.images, lambda image: self._model_input(image, model, context))
+            prints = _each("images", request.images, lambda image: self._fingerprint(image, kind, context)) if kind else []
         batch = np.stack(inputs)
         embeddings = model.embed(batch)  # (B, D)
         ref = _ref(model)
         return encoder_pb2.EmbedResponse(
             embeddings=[images_pb2.Embedding(values=row, model=ref) for row in embeddings.tolist()],
             model=ref,
+            fingerprints=prints,
         )
 
     def Reconstruct(self, request: encoder_pb2.ReconstructRequest, context) -> encoder_pb2.ReconstructResponse:
@@ -124,6 +133,25 @@ class EncoderServicer(encoder_pb2_grpc.EncoderServicer):
         if source == "tensor":
             return _tensor(image.tensor, spec.shape)
         raise InvalidArgument("neither encoded bytes nor a tensor", reason=Reason.REQUIRED_FIELD_MISSING, field="")
+
+
+    def _fingerprint(self, image: images_pb2.Image, kind: int, context) -> bytes:
+        """copy_detection's bytes for an encoded image; b"" for a tensor, which has no picture."""
+        stop_if_cancelled(context)
+        if image.WhichOneof("source") != "encoded":
+            return b""
+        mirrored = kind == encoder_pb2.FINGERPRINT_KIND_QUERY
+        try:
+            return fingerprint_file(image.encoded, max_pixels=self.settings.max_image_pixels, mirrored=mirrored).to_bytes()
+        except LookalikeError as error:
+            raise error.at("encoded") from None
+
+
+_FINGERPRINT_KINDS = (
+    encoder_pb2.FINGERPRINT_KIND_UNSPECIFIED,
+    encoder_pb2.FINGERPRINT_KIND_STORED,
+    encoder_pb2.FINGERPRINT_KIND_QUERY,
+)
 
 
 def _each(field: str, entries, convert) -> list:

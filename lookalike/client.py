@@ -108,6 +108,7 @@ class Neighbor:
     score: float
     tags: tuple[str, ...]
     uri: str
+    timestamp: int = 0  # as upserted; 0: none
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,6 +142,7 @@ class ItemToUpsert:
     tags: Sequence[str] = ()
     uri: str = ""
     model: ModelInput | None = None  # the model that made `vector`; required by collections that pin one
+    timestamp: int = 0  # when the picture was first seen (e.g. Unix seconds); FindCopies can order by it
 
 
 def model_ref(model: ModelInput | None) -> images_pb2.ModelRef | None:
@@ -268,16 +270,19 @@ class SearchClient(_Client):
         model: str = "",
         version: int = 0,
         allow_existing: bool = False,
+        find_copies: bool = False,
         timeout: float | None = None,
     ) -> search_pb2.Collection:
         """A new collection; with `allow_existing`, an existing one with these settings is returned
-        instead of AlreadyExists, so a retried create is harmless."""
+        instead of AlreadyExists, so a retried create is harmless. `find_copies` keeps a fingerprint
+        of every image upserted, for `find_copies()`."""
         request = search_pb2.CreateCollectionRequest(
             name=name,
             dimension=dimension,
             metric=metric,
             model=images_pb2.ModelRef(name=model, version=version),
             allow_existing=allow_existing,
+            find_copies=find_copies,
         )
         return self._call(self.stub.CreateCollection, request, timeout)
 
@@ -298,7 +303,7 @@ class SearchClient(_Client):
         """Writes the items; `model` names the model of every vector whose item names none."""
         messages = []
         for item in items:
-            message = search_pb2.Item(id=item.id, tags=list(item.tags), uri=item.uri)
+            message = search_pb2.Item(id=item.id, tags=list(item.tags), uri=item.uri, timestamp=item.timestamp)
             if item.vector is not None:
                 message.vector.CopyFrom(to_embedding(item.vector, item.model if item.model is not None else model))
             elif item.image is not None:
@@ -343,5 +348,41 @@ class SearchClient(_Client):
         else:
             request.item_id = item_id
         response = self._call(self.stub.Search, request, timeout)
-        neighbors = tuple(Neighbor(n.id, n.score, tuple(n.tags), n.uri) for n in response.neighbors)
+        neighbors = tuple(Neighbor(n.id, n.score, tuple(n.tags), n.uri, n.timestamp) for n in response.neighbors)
         return SearchResults(neighbors, response.model, response.metric)
+
+    def find_copies(
+        self,
+        collection: str,
+        *,
+        image: bytes | None = None,
+        item_id: str | None = None,
+        k: int = 10,
+        candidates: int = 0,
+        all_of: Sequence[str] = (),
+        any_of: Sequence[str] = (),
+        none_of: Sequence[str] = (),
+        include_similar: bool = False,
+        edit_pictures: bool = False,
+        earliest_first: bool = False,
+        timeout: float | None = None,
+    ) -> search_pb2.FindCopiesResponse:
+        """The stored pictures that `image` (a file's bytes) or the stored `item_id` is a copy of, each
+        with a verdict, its evidence and the matched region; see FindCopies in search.proto.
+        `candidates`: how many nearest by embedding to verify (0: the server's default)."""
+        if (image is None) == (item_id is None):
+            raise ValueError("give exactly one of image or item_id")
+        request = search_pb2.FindCopiesRequest(
+            collection=collection,
+            k=k,
+            candidates=candidates,
+            filter=search_pb2.Filter(all_of=list(all_of), any_of=list(any_of), none_of=list(none_of)),
+            include_similar=include_similar,
+            edit_pictures=edit_pictures,
+            order=search_pb2.COPY_ORDER_EARLIEST_FIRST if earliest_first else search_pb2.COPY_ORDER_UNSPECIFIED,
+        )
+        if image is not None:
+            request.image.encoded = bytes(image)
+        else:
+            request.item_id = item_id
+        return self._call(self.stub.FindCopies, request, timeout)

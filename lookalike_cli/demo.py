@@ -36,6 +36,10 @@ SHEET_QUERIES = 8
 DIGITS = "digits"  # training.data.DIGITS, repeated so `--help` needs no torch
 
 
+COPIES = 100  # edited copies sent to FindCopies
+SHEET_COPIES = 3  # of which drawn
+
+
 def run_demo(workdir: Path, *, data: str = DIGITS, epochs: int | None = None, queries: int = 1000) -> int:
     from training.pipeline import train_and_export  # torch: imported only by commands that train
 
@@ -43,7 +47,7 @@ def run_demo(workdir: Path, *, data: str = DIGITS, epochs: int | None = None, qu
     repository = workdir / "models"
     name = DIGITS if data == DIGITS else _model_name(Path(data))
     started = time.monotonic()
-    print(f"[1/5] training and exporting the default model for {data} into {repository}")
+    print(f"[1/6] training and exporting the default model for {data} into {repository}")
     published = train_and_export(workdir, repository, data, name, epochs=epochs)
     version_dir, split, dataset = published.version_dir, published.split, published.dataset
     version = int(version_dir.name)
@@ -52,35 +56,38 @@ def run_demo(workdir: Path, *, data: str = DIGITS, epochs: int | None = None, qu
     database, query_rows = split.train_val, split.test[:queries]
     index_dir = workdir / name / "index"
     if data == DIGITS:
-        print("[2/5] writing the digits as PNG files")
+        print("[2/6] writing the digits as PNG files")
         _write_pngs(index_dir, dataset, database)
         query_files = _write_pngs(workdir / name / "queries", dataset, query_rows)
     else:
-        print(f"[2/5] linking the {len(database)} training pictures into {index_dir} (the held-out ones are the queries)")
+        print(f"[2/6] linking the {len(database)} training pictures into {index_dir} (the held-out ones are the queries)")
         _link_files(index_dir, Path(data), dataset, database)
         query_files = [Path(dataset.paths[row]) for row in query_rows]
     labels = [_label(dataset, row) for row in query_rows]
 
     with _services(workdir, repository) as (encoder_address, search_address):
         with SearchClient(search_address, timeout=60) as search, EncoderClient(encoder_address, timeout=60) as encoder:
-            print(f"[3/5] indexing {len(database)} pictures through the services")
+            print(f"[3/6] indexing {len(database)} pictures through the services")
             pixels = f"{name}-pixels"
             for collection in (name, pixels):
                 search.delete_collection(collection, allow_missing=True)
-            search.create_collection(name, model=name, version=version)
+            search.create_collection(name, model=name, version=version, find_copies=True)
             report = index_folder(search, name, index_dir)
             print("      " + report.summary().replace("\n", "\n      "))
             search.create_collection(pixels, dimension=int(np.prod(dataset.spec.shape)))
             _index_pixels(search, pixels, dataset, database)
 
-            print(f"[4/5] querying with {len(query_rows)} held-out pictures, k={K}")
+            print(f"[4/6] querying with {len(query_rows)} held-out pictures, k={K}")
             model_p10, latencies, sheet_rows = _query_by_image(search, name, query_files, labels)
             pixel_p10 = _query_pixels(search, pixels, dataset, query_rows, labels)
             print(f"      precision@{K}, autoencoder embeddings : {_figure(model_p10)}")
             print(f"      precision@{K}, raw pixels (baseline)  : {_figure(pixel_p10)}")
             print(f"      search by image latency: p50 {np.percentile(latencies, 50):.1f} ms, p99 {np.percentile(latencies, 99):.1f} ms")
 
-            print("[5/5] drawing contact sheets")
+            print(f"[5/6] finding the originals of {COPIES} edited copies (crop, caption, mirror, ...)")
+            _find_copies(search, name, index_dir, workdir / "copies.png")
+
+            print("[6/6] drawing contact sheets")
             results_png = workdir / "results.png"
             contact_sheet.render(sheet_rows).save(results_png)
             reconstructions_png = workdir / "reconstructions.png"
@@ -94,6 +101,37 @@ def run_demo(workdir: Path, *, data: str = DIGITS, epochs: int | None = None, qu
         verdict = "beats" if model_p10 > pixel_p10 else "does NOT beat"
         print(f"{took}: the autoencoder {verdict} raw pixels ({model_p10:.3f} vs {pixel_p10:.3f})")
     return 0
+
+
+def _find_copies(search: SearchClient, collection: str, index_dir: Path, out: Path) -> None:
+    """Edited copies of indexed pictures (the eval's held-out edits, mixed three at a time) sent to
+    FindCopies: how many come back first with a copy verdict, and a sheet of the first few."""
+    from lookalike_cli import copies
+    from training import copy_edits  # training-only: the demo trains anyway
+
+    files = sorted(p for p in index_dir.rglob("*") if p.is_file())
+    picks = np.random.default_rng(0).choice(len(files), min(COPIES, len(files)), replace=False)
+    found, verdicts, sheets = 0, {}, []
+    for n, pick in enumerate(picks):
+        with Image.open(files[pick]) as original:
+            copy = copy_edits.mixed(original, np.random.default_rng([7, n]))
+        buffer = io.BytesIO()
+        copy.save(buffer, format="JPEG", quality=75)
+        response = search.find_copies(collection, image=buffer.getvalue(), edit_pictures=n < SHEET_COPIES)
+        first = response.copies[0] if response.copies else None
+        found += first is not None and first.id == files[pick].relative_to(index_dir).as_posix()
+        verdict = copies.VERDICT.get(first.verdict, "?") if first else "no copy"
+        verdicts[verdict] = verdicts.get(verdict, 0) + 1
+        if n < SHEET_COPIES:
+            sheets.append(copies.sheet(buffer.getvalue(), response))
+    print(f"      the original came back first for {found} of {len(picks)}; verdicts: {verdicts}")
+    figure = Image.new("RGB", (max(s.width for s in sheets), sum(s.height for s in sheets)), "white")
+    top = 0
+    for part in sheets:
+        figure.paste(part, (0, top))
+        top += part.height
+    figure.save(out)
+    print(f"      {out} (each copy, the original with the matched region, and what the copy edited)")
 
 
 def _model_name(folder: Path) -> str:

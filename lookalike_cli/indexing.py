@@ -122,7 +122,13 @@ def _item(path: Path, root: Path, data: bytes, tags: tuple[str, ...], folder_tag
     item_tags = list(tags)
     if folder_tags and path.parent != root:
         item_tags.append(f"folder:{path.parent.relative_to(root).as_posix()}")
-    return ItemToUpsert(id=path.relative_to(root).as_posix(), image=data, tags=item_tags, uri=str(path.resolve()))
+    return ItemToUpsert(
+        id=path.relative_to(root).as_posix(),
+        image=data,
+        tags=item_tags,
+        uri=str(path.resolve()),
+        timestamp=int(path.stat().st_mtime),  # the file's age: the best "first seen" a folder knows
+    )
 
 
 @dataclasses.dataclass

@@ -81,6 +81,11 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     _client_flags(index)
     index.add_argument("--model", default="", help="encoder model for a new collection (default: the encoder's default)")
     index.add_argument("--batch-size", type=int, default=64, help="images per upsert call (default %(default)s)")
+    index.add_argument(
+        "--find-copies",
+        action="store_true",
+        help="a new collection keeps a fingerprint of every picture, for `lookalike query --copies` (about 20-30 KB per picture)",
+    )
     index.add_argument("--tag", action="append", default=[], help="tag every item with this (repeatable)")
     index.add_argument("--no-folder-tags", action="store_true", help="do not tag items with folder:<subfolder>")
     index.add_argument("--skip-existing", action="store_true", help="leave ids already in the collection alone (resumes a stopped run)")
@@ -104,6 +109,14 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     query.add_argument("--all-of", action="append", default=[], help="results carry this tag (repeatable)")
     query.add_argument("--none-of", action="append", default=[], help="results do not carry this tag (repeatable)")
     query.add_argument("--sheet", type=Path, help="write a contact sheet PNG of the query and its results here")
+    query.add_argument(
+        "--copies",
+        action="store_true",
+        help="find the stored pictures IMAGE is a copy of (exact or edited: cropped, captioned, mirrored...), with a verdict "
+        "each; with --sheet, the sheet shows where each original matches and what the copy edited",
+    )
+    query.add_argument("--similar", action="store_true", help="with --copies: list similar pictures too, not only copies")
+    query.add_argument("--earliest-first", action="store_true", help="with --copies: earliest timestamp first (the likeliest original)")
 
     token = commands.add_parser("token", help="make bearer tokens for the servers' tokens files")
     token_actions = token.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -188,7 +201,9 @@ def _index(args) -> int:
         try:  # an existing collection needs only a write token; creating one needs admin
             collection = client.get_collection(args.collection)
         except NotFound:
-            collection = client.create_collection(args.collection, model=args.model, allow_existing=True)
+            collection = client.create_collection(
+                args.collection, model=args.model, allow_existing=True, find_copies=args.find_copies
+            )
         if collection.state == search_pb2.Collection.STATE_DAMAGED:
             sys.exit(f"lookalike index: collection {collection.name!r} is damaged ({collection.state_reason}); nothing was sent")
         print(f"collection {collection.name!r}: {collection.dimension}-d, model {collection.model.name} v{collection.model.version}")
@@ -223,12 +238,36 @@ def _query(args) -> int:
     from lookalike.contact_sheet import render
 
     data = args.image.read_bytes()
+    if args.copies:
+        return _query_copies(args, data)
     with SearchClient(args.search, timeout=args.timeout, **_connection(args)) as client:
         neighbors = client.search(args.collection, image=data, k=args.k, all_of=args.all_of, none_of=args.none_of)
     print(table(neighbors))
     if args.sheet:
         render([sheet_row(data, neighbors)]).save(args.sheet)
         print(f"contact sheet: {args.sheet}")
+    return 0
+
+
+def _query_copies(args, data: bytes) -> int:
+    from lookalike.client import SearchClient
+    from lookalike_cli import copies
+
+    with SearchClient(args.search, timeout=args.timeout, **_connection(args)) as client:
+        response = client.find_copies(
+            args.collection,
+            image=data,
+            k=args.k,
+            all_of=args.all_of,
+            none_of=args.none_of,
+            include_similar=args.similar,
+            edit_pictures=args.sheet is not None,
+            earliest_first=args.earliest_first,
+        )
+    print(copies.table(response))
+    if args.sheet:
+        copies.sheet(data, response).save(args.sheet)
+        print(f"sheet: {args.sheet}")
     return 0
 
 

@@ -11,6 +11,8 @@ Files, in the collection's directory (see write_ahead_log.py and snapshot.py for
     snapshot-<seq>.npz   every item as of log record <seq>
     wal-<seq>.log        the records after it
     high-water           how far the log is known to reach (high_water_mark.py)
+    (fingerprints of a collection with find_copies travel in the log records and snapshots,
+    beside the vectors: the same durability)
     quarantine-*.bin     torn log tails cut off at load, kept for an operator
 
 Concurrency: gRPC worker threads call in concurrently. Two locks per collection:
@@ -36,6 +38,9 @@ from pathlib import Path
 
 import numpy as np
 
+from copy_detection.features import Fingerprint
+from copy_detection.hash_index import HashIndex, hamming
+from copy_detection.verdict import Thresholds
 from lookalike.errors import FailedPrecondition, LookalikeError, NotFound, Reason, Unavailable
 from search_service.high_water_mark import HighWaterMark
 from search_service.read_write_lock import ReadWriteLock
@@ -58,6 +63,7 @@ __all__ = [
     "Collection",
     "CollectionInfo",
     "CollectionSpec",
+    "CopyCandidate",
     "Hit",
     "StoredItem",
     "TagFilter",
@@ -73,6 +79,11 @@ class CollectionSpec:
     metric: str  # "cosine" | "dot_product" | "squared_l2"
     model_name: str = ""  # encoder model pinned by the collection ("" = vectors only)
     model_version: int = 0
+    copy_thresholds: Thresholds | None = None  # set: the collection keeps fingerprints (find_copies)
+
+    @property
+    def find_copies(self) -> bool:
+        return self.copy_thresholds is not None
 
 
 READY = "ready"  # loaded and served
@@ -93,6 +104,8 @@ class StoredItem:
     vector: np.ndarray  # (dimension,) float32, as upserted
     tags: tuple[str, ...]
     uri: str
+    timestamp: int  # 0: none
+    has_fingerprint: bool
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,6 +114,16 @@ class Hit:
     score: float  # cosine similarity, dot product (higher is better) or squared L2 distance (lower is better)
     tags: tuple[str, ...]
     uri: str
+    timestamp: int  # 0: none
+
+
+@dataclasses.dataclass(frozen=True)
+class CopyCandidate:
+    """A stored item that may be a copy of a query: found by its hash, its embedding, or both."""
+
+    hit: Hit  # score: the embedding's, by the collection's metric
+    hash_distance: int | None  # bits of 64; None when the item has no fingerprint
+    fingerprint: bytes  # b"" when none
 
 
 class Collection:
@@ -123,6 +146,9 @@ class Collection:
         self._index = VectorIndex(spec.dimension, spec.metric, policy, label=spec.name)
         self._tags: dict[str, tuple[str, ...]] = {}
         self._uris: dict[str, str] = {}  # only non-empty ones
+        self._timestamps: dict[str, int] = {}  # only non-zero ones
+        self._fingerprints: dict[str, bytes] = {}  # items upserted as images, with find_copies
+        self._hashes = HashIndex()  # their perceptual hashes
         self._tag_index = TagIndex()
         self._write_lock = threading.Lock()
         self._state_lock = ReadWriteLock()
@@ -134,7 +160,9 @@ class Collection:
         try:
             snapshot = load_latest_snapshot(directory, dimension=spec.dimension)
             if snapshot is not None:
-                self._apply_upsert(snapshot.ids, snapshot.vectors, snapshot.tags, snapshot.uris)
+                self._apply_upsert(
+                    snapshot.ids, snapshot.vectors, snapshot.tags, snapshot.uris, snapshot.timestamps, snapshot.fingerprints
+                )
             self._wal, self._records_since_snapshot = WriteAheadLog.open(
                 directory,
                 label=spec.name,
@@ -200,6 +228,12 @@ class Collection:
                 )
             return self._index.vector(id)
 
+    def fingerprint_of(self, id: str) -> bytes:  # noqa: A002 - the API's name
+        """The item's stored fingerprint; b"" when it has none; NotFound when there is no such item."""
+        self.vector_of(id)  # NotFound, named as a query's item_id
+        with self._state_lock.read():
+            return self._fingerprints.get(id, b"")
+
     def search(
         self,
         query: np.ndarray,
@@ -217,7 +251,38 @@ class Collection:
         with self._state_lock.read():
             self._check_open()
             pairs = self._index.search(query, k, self._candidates(tag_filter, exclude_ids))
-            return [Hit(i, score, self._tags[i], self._uris.get(i, "")) for i, score in pairs]
+            return [self._hit(i, score) for i, score in pairs]
+
+    def copy_candidates(
+        self,
+        query: np.ndarray,
+        phash: int | None,
+        count: int,
+        max_hash_distance: int,
+        tag_filter: TagFilter | None = None,
+        exclude_ids: Iterable[str] = frozenset(),
+    ) -> list[CopyCandidate]:
+        """The items a copy search verifies: every item whose perceptual hash is within
+        `max_hash_distance` of `phash` (an exact scan: the ANN index cannot make it miss), then
+        the `count` nearest by embedding; each once, with its fingerprint and hash distance."""
+        query = validate_query(self.spec, query)
+        count = validate_k(count)
+        if tag_filter is not None and tag_filter.is_empty:
+            tag_filter = None
+        exclude_ids = frozenset(exclude_ids)
+        with self._state_lock.read():
+            self._check_open()
+            allowed = self._candidates(tag_filter, exclude_ids)
+            by_hash = (
+                [] if phash is None else [(i, d) for i, d in self._hashes.within(phash, max_hash_distance, count) if _passes(i, allowed)]
+            )
+            nearest = self._index.search(query, count, allowed)
+            scores = dict(nearest)
+            missing = [i for i, _ in by_hash if i not in scores]
+            if missing:  # hash hits the index did not rank: score them exactly
+                scores.update(zip(missing, self._index.scores(query, missing)))
+            ordered = list(dict.fromkeys([i for i, _ in by_hash] + [i for i, _ in nearest]))
+            return [self._copy_candidate(i, scores[i], phash) for i in ordered]
 
     def _candidates(self, tag_filter: TagFilter | None, exclude_ids: frozenset[str]) -> Candidates | None:
         """The items a search may return; None for all. A filter that names tags an item must
@@ -239,16 +304,19 @@ class Collection:
         vectors: np.ndarray,
         tags: Sequence[Sequence[str]] | None = None,
         uris: Sequence[str] | None = None,
+        timestamps: Sequence[int] | None = None,
+        fingerprints: Sequence[bytes] | None = None,
     ) -> int:
-        """Inserts the items or replaces those with the same ids; all or nothing. Durable on return."""
-        batch = validate_upsert(self.spec, ids, vectors, tags, uris)
+        """Inserts the items or replaces those with the same ids; all or nothing. Durable on return.
+        `fingerprints`: copy_detection's bytes per item (b"" for none), for a collection with find_copies."""
+        batch = validate_upsert(self.spec, ids, vectors, tags, uris, timestamps, fingerprints)
         if not batch.ids:
             return 0
         with self._write_lock:
             self._check_open()
-            self._wal.append_upsert(batch.ids, batch.vectors, batch.tags, batch.uris)
+            self._wal.append_upsert(batch.ids, batch.vectors, batch.tags, batch.uris, batch.timestamps, batch.fingerprints)
             with self._state_lock.write():
-                self._apply_upsert(batch.ids, batch.vectors, batch.tags, batch.uris)
+                self._apply_upsert(batch.ids, batch.vectors, batch.tags, batch.uris, batch.timestamps, batch.fingerprints)
             self._after_write()
         self._maybe_snapshot()
         return len(batch.ids)
@@ -292,6 +360,8 @@ class Collection:
                     vectors=self._index.vectors().copy(),
                     tags=[self._tags[i] for i in ids],
                     uris=[self._uris.get(i, "") for i in ids],
+                    timestamps=[self._timestamps.get(i, 0) for i in ids],
+                    fingerprints=[self._fingerprints.get(i, b"") for i in ids],
                 )
                 self._wal.rotate()
                 self._records_since_snapshot = 0
@@ -349,7 +419,23 @@ class Collection:
             raise self._closed()
 
     def _stored_item(self, item_id: str) -> StoredItem:
-        return StoredItem(item_id, self._index.vector(item_id), self._tags[item_id], self._uris.get(item_id, ""))
+        return StoredItem(
+            item_id,
+            self._index.vector(item_id),
+            self._tags[item_id],
+            self._uris.get(item_id, ""),
+            self._timestamps.get(item_id, 0),
+            item_id in self._fingerprints,
+        )
+
+    def _hit(self, item_id: str, score: float) -> Hit:
+        return Hit(item_id, score, self._tags[item_id], self._uris.get(item_id, ""), self._timestamps.get(item_id, 0))
+
+    def _copy_candidate(self, item_id: str, score: float, phash: int | None) -> CopyCandidate:
+        fingerprint = self._fingerprints.get(item_id, b"")
+        stored_hash = self._hashes.get(item_id) if fingerprint else None
+        distance = None if stored_hash is None or phash is None else int(hamming(phash, np.array([stored_hash], np.uint64))[0])
+        return CopyCandidate(self._hit(item_id, score), distance, fingerprint)
 
     def _after_write(self) -> None:
         """Under the write lock, after a write was applied: count it, rebuild the index if due."""
@@ -385,14 +471,14 @@ class Collection:
                     reason=Reason.COLLECTION_DAMAGED,
                     metadata={"collection": self.spec.name},
                 )
-            self._apply_upsert(record.ids, record.vectors, record.tags, record.uris)
+            self._apply_upsert(record.ids, record.vectors, record.tags, record.uris, record.timestamps, record.fingerprints)
         else:
             assert isinstance(record, DeleteRecord)
             self._apply_delete(record.ids)
 
-    def _apply_upsert(self, ids, vectors: np.ndarray, tags, uris) -> None:
+    def _apply_upsert(self, ids, vectors: np.ndarray, tags, uris, timestamps, fingerprints) -> None:
         self._index.upsert(list(ids), vectors)
-        for item_id, item_tags, uri in zip(ids, tags, uris):
+        for item_id, item_tags, uri, timestamp, fingerprint in zip(ids, tags, uris, timestamps, fingerprints):
             old_tags = self._tags.get(item_id)
             if old_tags:
                 self._tag_index.remove(item_id, old_tags)
@@ -402,8 +488,24 @@ class Collection:
                 self._uris[item_id] = uri
             else:
                 self._uris.pop(item_id, None)
+            if timestamp:
+                self._timestamps[item_id] = timestamp
+            else:
+                self._timestamps.pop(item_id, None)
+            if fingerprint:
+                self._fingerprints[item_id] = fingerprint
+                self._hashes.set(item_id, Fingerprint.from_bytes(fingerprint).phash)
+            elif self._fingerprints.pop(item_id, None) is not None:
+                self._hashes.remove(item_id)
 
     def _apply_delete(self, ids) -> None:
         for item_id in self._index.delete(list(ids)):
             self._tag_index.remove(item_id, self._tags.pop(item_id))
             self._uris.pop(item_id, None)
+            self._timestamps.pop(item_id, None)
+            if self._fingerprints.pop(item_id, None) is not None:
+                self._hashes.remove(item_id)
+
+
+def _passes(item_id: str, allowed: Candidates | None) -> bool:
+    return allowed is None or allowed.accept(item_id)

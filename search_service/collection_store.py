@@ -38,6 +38,7 @@ from lookalike.errors import (
     Reason,
     Unavailable,
 )
+from copy_detection.verdict import Thresholds
 from lookalike.model_format import is_model_name
 from search_service import high_water_mark
 from search_service.collection import DAMAGED, METRICS, Collection, CollectionInfo, CollectionSpec
@@ -88,6 +89,13 @@ def validate_spec(spec: CollectionSpec) -> None:
             reason=Reason.NAME_INVALID,  # errors.proto has no reason of its own for a version
             field="model.version",
         )
+    if spec.find_copies and not spec.model_name:
+        raise InvalidArgument(
+            "find_copies needs a model: fingerprints are taken from the images the model embeds, and a "
+            "collection without one takes vectors only",
+            reason=Reason.REQUIRED_FIELD_MISSING,
+            field="model.name",
+        )
 
 
 class SpecUnreadable(FailedPrecondition):
@@ -106,6 +114,8 @@ def _spec_to_json(spec: CollectionSpec) -> bytes:
         "metric": spec.metric,
         "model": {"name": spec.model_name, "version": spec.model_version},
     }
+    if spec.copy_thresholds is not None:
+        document["copy_thresholds"] = spec.copy_thresholds.to_json()
     document["crc32"] = _checksum(document)
     return (json.dumps(document, indent=2) + "\n").encode("utf-8")
 
@@ -124,6 +134,7 @@ def _read_spec(directory: Path) -> tuple[CollectionSpec, int]:
             metric=document["metric"],
             model_name=document["model"]["name"],
             model_version=document["model"]["version"],
+            copy_thresholds=Thresholds.from_json(document["copy_thresholds"]) if "copy_thresholds" in document else None,
         )
         validate_spec(spec)
     except OSError as e:  # its text names the path

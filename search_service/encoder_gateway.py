@@ -39,14 +39,29 @@ class EncoderGateway:
         except grpc.RpcError as error:
             raise self._translate(errors.from_rpc_error(error), ref, "model") from None
 
-    def embed(self, ref: images_pb2.ModelRef, images: list[images_pb2.Image], fields: list[str], time_left: float) -> np.ndarray:
-        """(N, D) embeddings of `images` by exactly `ref`; a bad image is reported at `fields[i]`."""
-        request = encoder_pb2.EmbedRequest(model=ref, images=images)
+    def embed(
+        self,
+        ref: images_pb2.ModelRef,
+        images: list[images_pb2.Image],
+        fields: list[str],
+        time_left: float,
+        fingerprints: int = encoder_pb2.FINGERPRINT_KIND_UNSPECIFIED,
+    ) -> tuple[np.ndarray, list[bytes]]:
+        """(N, D) embeddings of `images` by exactly `ref`, and their fingerprints of the kind asked
+        (an empty list for none); a bad image is reported at `fields[i]`."""
+        request = encoder_pb2.EmbedRequest(model=ref, images=images, fingerprints=fingerprints)
         try:
             response = self._stub.Embed(request, timeout=self._timeout(time_left))
         except grpc.RpcError as error:
             raise self._translate(errors.from_rpc_error(error), ref, fields[0], fields) from None
-        return np.array([list(e.values) for e in response.embeddings], dtype=np.float32)
+        vectors = np.array([list(e.values) for e in response.embeddings], dtype=np.float32)
+        if fingerprints and len(response.fingerprints) != len(images):
+            raise Internal(
+                f"the encoder service sent {len(response.fingerprints)} fingerprints for {len(images)} images",
+                reason=Reason.ENCODER_FAILED,
+                metadata={"model": ref.name, "version": ref.version},
+            )
+        return vectors, list(response.fingerprints)
 
     def close(self) -> None:
         self._channel.close()

@@ -22,7 +22,7 @@ SERVICE_NAMES = [SERVICE.full_name]
 # collection-level changes that can lose a catalogue.
 PERMISSIONS = auth.method_permissions(
     SERVICE,
-    read=["Search", "Get", "ListCollections", "GetCollection"],
+    read=["Search", "FindCopies", "Get", "ListCollections", "GetCollection"],
     write=["Upsert", "Delete"],
     admin=["CreateCollection", "DeleteCollection"],
 )

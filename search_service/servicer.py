@@ -2,18 +2,22 @@
 
 What the protocol adds on top of the store lives here: images are embedded through the
 encoder gateway (with what remains of the caller's deadline), vectors must name the model of
-a collection that pins one, and creates and deletes can be retried safely.
+a collection that pins one, and creates and deletes can be retried safely. A collection with
+find_copies gets a fingerprint with every image it embeds; FindCopies is copy_search.py's.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from lookalike.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Reason
+from copy_detection.features import Fingerprint
+from copy_detection.verdict import Evidence, Thresholds, Verdict
+from lookalike.errors import AlreadyExists, FailedPrecondition, Internal, InvalidArgument, NotFound, Reason
 from lookalike.model_format import METRIC_ENUM, METRIC_NAME
-from lookalike.v1 import images_pb2, search_pb2, search_pb2_grpc
-from search_service.collection import DAMAGED, READY, Collection, CollectionInfo, CollectionSpec, TagFilter
+from lookalike.v1 import encoder_pb2, images_pb2, search_pb2, search_pb2_grpc
+from search_service.collection import DAMAGED, READY, Collection, CollectionInfo, CollectionSpec, Hit, TagFilter
 from search_service.collection_store import CollectionStore
+from search_service.copy_search import CopyOptions, CopyQuery, FoundCopy, find_copies
 from search_service.encoder_gateway import EncoderGateway
 from search_service.settings import SearchSettings
 
@@ -60,6 +64,7 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
         items = request.items
         self._check_batch(len(items))
         rows: list = [None] * len(items)
+        fingerprints = [b""] * len(items)
         with_images = []
         for i, item in enumerate(items):
             content = item.WhichOneof("content")
@@ -74,11 +79,19 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
                 )
         if with_images:
             images = [items[i].image for i in with_images]
-            embedded = self._embed(collection, images, [f"items[{i}].image" for i in with_images], context)
-            for i, row in zip(with_images, embedded):
+            kind = encoder_pb2.FINGERPRINT_KIND_STORED if collection.spec.find_copies else encoder_pb2.FINGERPRINT_KIND_UNSPECIFIED
+            embedded, prints = self._embed(collection, images, [f"items[{i}].image" for i in with_images], context, kind)
+            for position, (i, row) in enumerate(zip(with_images, embedded)):
                 rows[i] = row
+                if prints:
+                    fingerprints[i] = _checked(prints[position])
         written = collection.upsert(
-            [item.id for item in items], rows, [list(item.tags) for item in items], [item.uri for item in items]
+            [item.id for item in items],
+            rows,
+            [list(item.tags) for item in items],
+            [item.uri for item in items],
+            [item.timestamp for item in items],
+            fingerprints,
         )
         return search_pb2.UpsertResponse(upserted=written)
 
@@ -100,7 +113,12 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
         return search_pb2.GetResponse(
             items=[
                 search_pb2.StoredItem(
-                    id=item.id, vector=images_pb2.Embedding(values=item.vector.tolist(), model=model), tags=item.tags, uri=item.uri
+                    id=item.id,
+                    vector=images_pb2.Embedding(values=item.vector.tolist(), model=model),
+                    tags=item.tags,
+                    uri=item.uri,
+                    timestamp=item.timestamp,
+                    has_fingerprint=item.has_fingerprint,
                 )
                 for item in found
             ],
@@ -122,7 +140,7 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
             _check_model(collection.spec, request.vector, "vector")
             vector = np.asarray(request.vector.values, dtype=np.float32)
         elif query == "image":
-            (vector,) = self._embed(collection, [request.image], ["image"], context)
+            (vector,), _ = self._embed(collection, [request.image], ["image"], context)
         elif query == "item_id":
             vector = collection.vector_of(request.item_id)
             exclude = frozenset([request.item_id])
@@ -130,14 +148,70 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
             raise InvalidArgument(
                 "the query needs a vector, an image or an item_id", reason=Reason.REQUIRED_FIELD_MISSING, field="query"
             )
-        tag_filter = TagFilter(
-            all_of=tuple(request.filter.all_of), any_of=tuple(request.filter.any_of), none_of=tuple(request.filter.none_of)
-        )
-        hits = collection.search(vector, int(request.k), tag_filter, exclude)
+        hits = collection.search(vector, int(request.k), _tag_filter(request.filter), exclude)
         return search_pb2.SearchResponse(
-            neighbors=[search_pb2.Neighbor(id=h.id, score=h.score, tags=h.tags, uri=h.uri) for h in hits],
+            neighbors=[_neighbor(h) for h in hits],
             model=_model_of(collection.spec),
             metric=METRIC_ENUM[collection.spec.metric],
+        )
+
+    def FindCopies(self, request: search_pb2.FindCopiesRequest, context) -> search_pb2.FindCopiesResponse:
+        collection = self.store.get(request.collection)
+        spec = collection.spec
+        if not spec.find_copies:
+            raise FailedPrecondition(
+                f"collection {spec.name!r} keeps no fingerprints: create it with find_copies to find copies",
+                reason=Reason.COPIES_NOT_ENABLED,
+                metadata={"collection": spec.name},
+            )
+        k = request.k or 10
+        if not 1 <= k <= self.settings.max_k:
+            raise InvalidArgument(
+                f"k must be between 1 and {self.settings.max_k}, got {k}",
+                reason=Reason.K_OUT_OF_RANGE,
+                field="k",
+                metadata={"limit": self.settings.max_k},
+            )
+        candidates = request.candidates or self.settings.copy_candidates
+        if not 1 <= candidates <= self.settings.max_copy_candidates:
+            raise InvalidArgument(
+                f"candidates must be between 0 and {self.settings.max_copy_candidates}, got {candidates}",
+                reason=Reason.VALUE_OUT_OF_RANGE,
+                field="candidates",
+                metadata={"limit": self.settings.max_copy_candidates},
+            )
+        query = request.WhichOneof("query")
+        if query == "image":
+            if request.image.WhichOneof("source") != "encoded":
+                raise InvalidArgument(
+                    "FindCopies needs the picture's file (image.encoded): a tensor has no picture to take local features from",
+                    reason=Reason.REQUIRED_FIELD_MISSING,
+                    field="image.encoded",
+                )
+            (vector,), (fingerprint,) = self._embed(
+                collection, [request.image], ["image"], context, encoder_pb2.FINGERPRINT_KIND_QUERY
+            )
+            copy_query = CopyQuery(vector, Fingerprint.from_bytes(_checked(fingerprint)))
+        elif query == "item_id":
+            vector, fingerprint = collection.vector_of(request.item_id), collection.fingerprint_of(request.item_id)
+            stored = Fingerprint.from_bytes(fingerprint) if fingerprint else None
+            copy_query = CopyQuery(vector, stored, frozenset([request.item_id]))
+        else:
+            raise InvalidArgument("the query needs an image or an item_id", reason=Reason.REQUIRED_FIELD_MISSING, field="query")
+        options = CopyOptions(
+            k=k,
+            candidates=candidates,
+            tag_filter=_tag_filter(request.filter),
+            include_similar=request.include_similar,
+            edit_pictures=request.edit_pictures,
+            earliest_first=request.order == search_pb2.COPY_ORDER_EARLIEST_FIRST,
+        )
+        result = find_copies(collection, copy_query, options)
+        return search_pb2.FindCopiesResponse(
+            copies=[_copy(found) for found in result.copies],
+            model=_model_of(spec),
+            query_featureless=result.query_featureless,
+            candidates_verified=result.verified,
         )
 
     def _check_batch(self, size: int) -> None:
@@ -181,9 +255,17 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
             metric=METRIC_NAME[metric or images_pb2.METRIC_COSINE],
             model_name=ref.name,
             model_version=int(ref.version),
+            copy_thresholds=Thresholds() if request.find_copies else None,
         )
 
-    def _embed(self, collection: Collection, images: list[images_pb2.Image], fields: list[str], context) -> np.ndarray:
+    def _embed(
+        self,
+        collection: Collection,
+        images: list[images_pb2.Image],
+        fields: list[str],
+        context,
+        fingerprints: int = encoder_pb2.FINGERPRINT_KIND_UNSPECIFIED,
+    ) -> tuple[np.ndarray, list[bytes]]:
         spec = collection.spec
         if not spec.model_name:
             raise FailedPrecondition(
@@ -193,7 +275,7 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
                 metadata={"collection": spec.name},
             )
         ref = images_pb2.ModelRef(name=spec.model_name, version=spec.model_version)
-        return self.encoder.embed(ref, images, fields, context.time_remaining())
+        return self.encoder.embed(ref, images, fields, context.time_remaining(), fingerprints)
 
 
 def _check_model(spec: CollectionSpec, vector: images_pb2.Embedding, field: str) -> None:
@@ -225,12 +307,14 @@ def _satisfies(existing: CollectionSpec, wanted: CollectionSpec, request: search
         and existing.metric == wanted.metric
         and existing.model_name == wanted.model_name
         and (request.model.version == 0 or existing.model_version == wanted.model_version)
+        and existing.find_copies == wanted.find_copies
     )
 
 
 def _describe(spec: CollectionSpec) -> str:
     model = f", model {spec.model_name} v{spec.model_version}" if spec.model_name else ""
-    return f"dimension {spec.dimension}, {spec.metric}{model}"
+    copies = ", find_copies" if spec.find_copies else ""
+    return f"dimension {spec.dimension}, {spec.metric}{model}{copies}"
 
 
 def _model_of(spec: CollectionSpec) -> images_pb2.ModelRef | None:
@@ -250,4 +334,81 @@ def _collection(info: CollectionInfo) -> search_pb2.Collection:
         size=info.size,
         state=_STATE[info.state],
         state_reason=info.state_reason,
+        find_copies=spec.find_copies,
+        copy_thresholds=_thresholds(spec.copy_thresholds),
     )
+
+
+def _thresholds(thresholds: Thresholds | None) -> search_pb2.CopyThresholds | None:
+    if thresholds is None:
+        return None
+    return search_pb2.CopyThresholds(
+        exact_hash_distance=thresholds.exact_hash_distance,
+        edited_inliers=thresholds.edited_inliers,
+        embedding_copy=thresholds.embedding_copy,
+        embedding_similar=thresholds.embedding_similar,
+    )
+
+
+def _tag_filter(request_filter: search_pb2.Filter) -> TagFilter:
+    return TagFilter(
+        all_of=tuple(request_filter.all_of), any_of=tuple(request_filter.any_of), none_of=tuple(request_filter.none_of)
+    )
+
+
+def _neighbor(hit: Hit) -> search_pb2.Neighbor:
+    return search_pb2.Neighbor(id=hit.id, score=hit.score, tags=hit.tags, uri=hit.uri, timestamp=hit.timestamp)
+
+
+def _checked(fingerprint: bytes) -> bytes:
+    """A fingerprint from the encoder, refused before it can reach a log it would make unreadable."""
+    try:
+        Fingerprint.from_bytes(fingerprint)
+    except ValueError:
+        raise Internal("the encoder service sent a malformed fingerprint", reason=Reason.ENCODER_FAILED) from None
+    return fingerprint
+
+
+_VERDICT = {
+    Verdict.EXACT_COPY: search_pb2.VERDICT_EXACT_COPY,
+    Verdict.EDITED_COPY: search_pb2.VERDICT_EDITED_COPY,
+    Verdict.SIMILAR: search_pb2.VERDICT_SIMILAR,
+    Verdict.UNRELATED: search_pb2.VERDICT_UNRELATED,
+}
+_EVIDENCE = {
+    Evidence.HASH: search_pb2.EVIDENCE_HASH,
+    Evidence.LOCAL_FEATURES: search_pb2.EVIDENCE_LOCAL_FEATURES,
+    Evidence.EMBEDDING: search_pb2.EVIDENCE_EMBEDDING,
+}
+
+
+def _copy(found: FoundCopy) -> search_pb2.Copy:
+    hit, match, edits = found.candidate.hit, found.match, found.edits
+    copy = search_pb2.Copy(
+        id=hit.id,
+        tags=hit.tags,
+        uri=hit.uri,
+        timestamp=hit.timestamp,
+        verdict=_VERDICT[found.decision.verdict],
+        evidence=_EVIDENCE[found.decision.evidence],
+        hash_distance=-1 if found.candidate.hash_distance is None else found.candidate.hash_distance,
+        inliers=0 if match is None else match.inliers,
+        embedding_score=hit.score,
+        edit_picture_png=found.edit_picture_png,
+    )
+    if match is not None:
+        copy.region_in_original.extend(search_pb2.Point(x=x, y=y) for x, y in match.region_in_original.tolist())
+        copy.original_in_query.extend(search_pb2.Point(x=x, y=y) for x, y in match.original_in_query.tolist())
+    if edits is not None:
+        copy.edits.CopyFrom(
+            search_pb2.EditSummary(
+                kept_fraction=edits.cropped_to,
+                mirrored=edits.mirrored,
+                rotation_degrees=edits.rotation_degrees,
+                scale=edits.scale,
+                added_fraction=edits.added_fraction,
+                changed_fraction=edits.changed_fraction,
+                recoloured_fraction=edits.recoloured_fraction,
+            )
+        )
+    return copy

@@ -28,6 +28,8 @@ class SearchSettings(SecuritySettings):  # host, TLS, tokens, reflection: docs/s
     max_batch_size: int = Field(256, description="most items in one upsert")
     max_k: int = Field(1000, description="most neighbours one search returns")
     max_get_ids: int = Field(1000, ge=1, description="most ids one Get may ask for (the reply holds a vector for each)")
+    copy_candidates: int = Field(50, ge=1, description="nearest items by embedding that FindCopies verifies when the request leaves it to the server")
+    max_copy_candidates: int = Field(200, ge=1, description="most embedding candidates one FindCopies may ask to verify (each costs about 0.2 ms)")
     max_message_bytes: int = Field(64 * 1024 * 1024, description="largest gRPC message accepted or sent")
     max_workers: int = Field(8, description="gRPC worker threads")
     # Limits that shed load (RESOURCE_EXHAUSTED, retryable); docs/operations.md says why these defaults.

@@ -1,9 +1,11 @@
 """Snapshots of a collection: every item as of one log sequence number, written atomically.
 
-`snapshot-<seq, 20 digits>.npz` holds two arrays, read back with `allow_pickle=False`:
-`vectors`, float32 (n, dimension), and `meta`, the UTF-8 bytes of a JSON object with `seq`
-(the last log record the snapshot contains), `ids`, `tags`, `uris` and the CRC32 of the
-vector bytes. The file is written under a temporary name, fsynced, renamed into place and
+`snapshot-<seq, 20 digits>.npz` holds arrays read back with `allow_pickle=False`: `vectors`,
+float32 (n, dimension); `fingerprints`, uint8, every item's fingerprint (copy_detection's
+format) concatenated, with `fingerprint_lengths`, int64 (n,), 0 for an item without one; and
+`meta`, the UTF-8 bytes of a JSON object with `seq` (the last log record the snapshot
+contains), `ids`, `tags`, `uris`, `timestamps` and the CRC32 of the vector bytes. Snapshots
+written before fingerprints existed lack those arrays and `timestamps`: none, all zero. The file is written under a temporary name, fsynced, renamed into place and
 the directory fsynced, so a reader sees a whole snapshot or none; older snapshots are
 deleted only after the new one is durable. The zip format's CRC32 covers both arrays, and
 `vectors_crc32` the vectors again: a flipped byte or a cut anywhere in the file makes it
@@ -47,6 +49,8 @@ class SnapshotData:
     vectors: np.ndarray  # (len(ids), dimension) float32
     tags: list[tuple[str, ...]]
     uris: list[str]
+    timestamps: list[int]  # 0: none
+    fingerprints: list[bytes]  # b"": none
 
 
 def snapshot_file_name(seq: int) -> str:
@@ -61,6 +65,7 @@ def list_snapshots(directory: Path) -> list[tuple[int, Path]]:
 def write_snapshot(directory: Path, data: SnapshotData, *, fsync: bool = True) -> Path:
     vectors = np.ascontiguousarray(data.vectors, dtype=np.float32)
     assert vectors.ndim == 2 and len(vectors) == len(data.ids) == len(data.tags) == len(data.uris)
+    assert len(data.timestamps) == len(data.fingerprints) == len(data.ids)
     meta = {
         "format": SNAPSHOT_FORMAT,
         "seq": data.seq,
@@ -70,10 +75,17 @@ def write_snapshot(directory: Path, data: SnapshotData, *, fsync: bool = True) -
         "ids": data.ids,
         "tags": [list(t) for t in data.tags],
         "uris": data.uris,
+        "timestamps": data.timestamps,
     }
     encoded = np.frombuffer(json.dumps(meta, ensure_ascii=False, separators=(",", ":")).encode("utf-8"), np.uint8)
+    lengths = np.array([len(f) for f in data.fingerprints], dtype=np.int64)
+    fingerprints = np.frombuffer(b"".join(data.fingerprints), dtype=np.uint8)
     path = directory / snapshot_file_name(data.seq)
-    write_atomically(path, lambda f: np.savez(f, vectors=vectors, meta=encoded), fsync=fsync)
+    write_atomically(
+        path,
+        lambda f: np.savez(f, vectors=vectors, meta=encoded, fingerprints=fingerprints, fingerprint_lengths=lengths),
+        fsync=fsync,
+    )
     return path
 
 
@@ -88,6 +100,11 @@ def load_latest_snapshot(directory: Path, *, dimension: int) -> SnapshotData | N
         with np.load(path, allow_pickle=False) as archive:
             meta = json.loads(archive["meta"].tobytes().decode("utf-8"))
             vectors = archive["vectors"]
+            count = meta["count"]
+            has_fingerprints = "fingerprint_lengths" in archive.files
+            lengths = archive["fingerprint_lengths"] if has_fingerprints else np.zeros(count, np.int64)
+            blob = archive["fingerprints"].tobytes() if has_fingerprints else b""
+            timestamps = meta.get("timestamps", [0] * count)
         problem = None
         if meta.get("format") != SNAPSHOT_FORMAT:
             problem = f"unknown format {meta.get('format')!r}"
@@ -97,8 +114,10 @@ def load_latest_snapshot(directory: Path, *, dimension: int) -> SnapshotData | N
             problem = f"vectors are {vectors.dtype} {vectors.shape}, expected float32 ({meta['count']}, {dimension})"
         elif zlib.crc32(np.ascontiguousarray(vectors).data) != meta["vectors_crc32"]:
             problem = "vector checksum mismatch"
-        elif not len(meta["ids"]) == len(meta["tags"]) == len(meta["uris"]) == meta["count"]:
-            problem = "ids, tags and uris differ in length"
+        elif not len(meta["ids"]) == len(meta["tags"]) == len(meta["uris"]) == len(timestamps) == len(lengths) == count:
+            problem = "ids, tags, uris, timestamps and fingerprints differ in length"
+        elif lengths.dtype != np.int64 or lengths.min(initial=0) < 0 or int(lengths.sum()) != len(blob):
+            problem = "fingerprint lengths do not add up"
     except OSError as e:
         problem, cause = f"{type(e).__name__}: {e.strerror or 'I/O error'}", e  # str(e) names the path
     except (ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as e:
@@ -117,7 +136,14 @@ def load_latest_snapshot(directory: Path, *, dimension: int) -> SnapshotData | N
         vectors=vectors,
         tags=[tuple(t) for t in meta["tags"]],
         uris=list(meta["uris"]),
+        timestamps=[int(t) for t in timestamps],
+        fingerprints=_split(blob, lengths),
     )
+
+
+def _split(blob: bytes, lengths: np.ndarray) -> list[bytes]:
+    ends = np.cumsum(lengths).tolist()
+    return [blob[end - length : end] for end, length in zip(ends, lengths.tolist())]
 
 
 def remove_snapshots_before(directory: Path, seq: int, *, fsync: bool = True) -> int:

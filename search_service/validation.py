@@ -3,7 +3,8 @@
 An upsert is checked whole. Each item needs an id of 1 to 512 bytes of UTF-8, unique within
 the batch; a vector of the collection's dimension, finite, of length (Euclidean norm) at most
 MAX_VECTOR_NORM, and (under cosine) not of zero length; at most 64 tags of 1 to 256 bytes (a
-tag given twice counts once); a uri of at most 2048 bytes. Every bad field of every item becomes a FieldViolation at its path in the
+tag given twice counts once); a uri of at most 2048 bytes; a timestamp that fits int64 (as
+the proto's); a fingerprint only in a collection with find_copies. Every bad field of every item becomes a FieldViolation at its path in the
 request (`items[3].vector`) with its own reason, and all of them travel in ONE
 InvalidArgument, so a client fixes a batch in one round trip. A batch whose parts do not line
 up (2 ids but 3 vectors, one string where a list belongs) cannot come from a request, only
@@ -50,14 +51,18 @@ class Batch:
     vectors: np.ndarray  # (len(ids), dimension) float32, a copy of what the caller passed
     tags: list[tuple[str, ...]]  # without repeats
     uris: list[str]
+    timestamps: list[int]  # 0: none
+    fingerprints: list[bytes]  # b"": none
 
 
-def validate_upsert(spec: CollectionSpec, ids, vectors, tags, uris) -> Batch:
+def validate_upsert(spec: CollectionSpec, ids, vectors, tags, uris, timestamps=None, fingerprints=None) -> Batch:
     """The batch, checked whole; InvalidArgument with a violation per bad field otherwise."""
     ids = _as_list(ids, "ids", Reason.ID_INVALID)
     count = len(ids)
     tag_lists = [()] * count if tags is None else _count(_as_list(tags, "tags", Reason.TAG_INVALID), count, "tag lists")
     uri_list = [""] * count if uris is None else _count(_as_list(uris, "uris", Reason.URI_INVALID), count, "uris")
+    times = [0] * count if timestamps is None else _timestamps(_count(_as_list(timestamps, "timestamps", Reason.VALUE_OUT_OF_RANGE), count, "timestamps"))
+    prints = [b""] * count if fingerprints is None else _fingerprints(spec, _count(list(fingerprints), count, "fingerprints"))
     matrix, vector_problems = _vectors(spec, vectors, count)
 
     violations: list[FieldViolation] = []
@@ -88,7 +93,7 @@ def validate_upsert(spec: CollectionSpec, ids, vectors, tags, uris) -> Batch:
             violations=violations,
             metadata=_metadata(spec, [v.reason for v in violations]),
         )
-    return Batch(ids, matrix, clean_tags, uri_list)
+    return Batch(ids, matrix, clean_tags, uri_list, times, prints)
 
 
 def validate_query(spec: CollectionSpec, query) -> np.ndarray:
@@ -152,6 +157,21 @@ def _as_list(values, name: str, reason: Reason, *, field: str = "items") -> list
     except TypeError:
         message = f"{name} must be a list, got {type(values).__name__}"
         raise InvalidArgument(message, reason=reason, field=field) from None
+
+
+def _timestamps(values: list) -> list[int]:
+    """Integers that fit int64, as Item.timestamp; only a Python caller can send others."""
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not -(2**63) <= value < 2**63:
+            raise InvalidArgument(f"timestamps must be 64-bit integers, got {value!r}", reason=Reason.VALUE_OUT_OF_RANGE, field="items")
+    return [int(v) for v in values]
+
+
+def _fingerprints(spec: CollectionSpec, values: list) -> list[bytes]:
+    """Bytes, in a collection that keeps them; the servicer makes them, so no reason of their own."""
+    assert all(isinstance(v, bytes) for v in values), "fingerprints are copy_detection's bytes"
+    assert spec.find_copies or not any(values), "only a collection with find_copies keeps fingerprints"
+    return values
 
 
 def _count(values, count: int, name: str):

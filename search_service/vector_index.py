@@ -284,6 +284,13 @@ class VectorIndex:
                 return found
         return self._pairs(*self._exact(query, k, None if candidates is None else candidates.rows()))
 
+    def scores(self, query: np.ndarray, ids: list[str]) -> list[float]:
+        """The exact scores of the given stored items against `query` (float32 values, like search's)."""
+        rows = np.array([self._rows[i] for i in ids], np.int64)
+        _, scores = self._exact(self._prepare_query(query), len(rows), rows)
+        order = {row: score for row, score in zip(rows.tolist(), scores.astype(np.float32).tolist())}
+        return [order[row] for row in rows.tolist()]
+
     def _scann_search(self, query: np.ndarray, k: int, candidates: Candidates | None) -> list[tuple[str, float]] | None:
         """ScaNN's k best among `candidates`, overfetching and widening as the module docstring
         says; None when the exact scan must answer instead."""

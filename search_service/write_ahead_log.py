@@ -12,9 +12,11 @@ Record framing (little-endian):
 
     magic b"LKW1" | u32 payload length | u32 CRC32(length bytes + payload) | payload
 
-Payload: u32 header length | UTF-8 JSON header | raw float32 vectors (upserts only). The
-header holds `seq` (contiguous, starting at 1), `op` ("upsert" or "delete"), `ids`, and for
-upserts `dimension`, `tags` and `uris`. No pickle anywhere.
+Payload: u32 header length | UTF-8 JSON header | raw float32 vectors | fingerprints (upserts
+only). The header holds `seq` (contiguous, starting at 1), `op` ("upsert" or "delete"), `ids`,
+and for upserts `dimension`, `tags` and `uris`; when any item has them, `timestamps` and
+`fingerprint_lengths` (bytes of each item's fingerprint, 0 for none; the fingerprints follow the
+vectors, concatenated: copy_detection's format). No pickle anywhere.
 
 On replay, a bad record at the end of the newest file is either a write torn by a crash
 (never acknowledged) or an acknowledged record that the disk damaged; the bytes alone cannot
@@ -81,6 +83,8 @@ class UpsertRecord:
     vectors: np.ndarray  # (n, dimension) float32
     tags: tuple[tuple[str, ...], ...]
     uris: tuple[str, ...]
+    timestamps: tuple[int, ...]  # 0: none
+    fingerprints: tuple[bytes, ...]  # b"": none
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,8 +118,12 @@ def _payload(header: dict, body: bytes = b"") -> bytes:
     return _HEADER_LENGTH.pack(len(encoded)) + encoded + body
 
 
-def encode_upsert(seq: int, ids, vectors: np.ndarray, tags, uris) -> bytes:
+def encode_upsert(seq: int, ids, vectors: np.ndarray, tags, uris, timestamps=None, fingerprints=None) -> bytes:
+    """`timestamps` and `fingerprints`: one per item (0 and b"" for none), or None for none at all."""
     assert vectors.dtype == np.float32 and vectors.ndim == 2 and len(vectors) == len(ids), "validated by the caller"
+    timestamps = [0] * len(ids) if timestamps is None else timestamps
+    fingerprints = [b""] * len(ids) if fingerprints is None else fingerprints
+    assert len(timestamps) == len(fingerprints) == len(ids), "one timestamp and one fingerprint (maybe empty) per item"
     header = {
         "seq": seq,
         "op": "upsert",
@@ -124,7 +132,12 @@ def encode_upsert(seq: int, ids, vectors: np.ndarray, tags, uris) -> bytes:
         "tags": [list(t) for t in tags],
         "uris": list(uris),
     }
-    return _frame(_payload(header, np.ascontiguousarray(vectors, dtype="<f4").tobytes()))
+    if any(timestamps):
+        header["timestamps"] = [int(t) for t in timestamps]
+    if any(fingerprints):
+        header["fingerprint_lengths"] = [len(f) for f in fingerprints]
+    body = np.ascontiguousarray(vectors, dtype="<f4").tobytes() + b"".join(fingerprints)
+    return _frame(_payload(header, body))
 
 
 def encode_delete(seq: int, ids) -> bytes:
@@ -142,14 +155,19 @@ def decode_payload(payload: bytes) -> LogRecord:
     if header["op"] != "upsert":
         raise ValueError(f"unknown op {header['op']!r}")
     dimension = int(header["dimension"])
-    if len(body) != len(ids) * dimension * 4:
-        raise ValueError(f"{len(body)} vector bytes for {len(ids)} ids of dimension {dimension}")
-    vectors = np.frombuffer(body, dtype="<f4").astype(np.float32).reshape(len(ids), dimension)
+    vector_bytes = len(ids) * dimension * 4
+    lengths = [int(n) for n in header.get("fingerprint_lengths", [0] * len(ids))]
+    if len(body) != vector_bytes + sum(lengths) or min(lengths, default=0) < 0:
+        raise ValueError(f"{len(body)} body bytes for {len(ids)} ids of dimension {dimension} and their fingerprints")
+    vectors = np.frombuffer(body[:vector_bytes], dtype="<f4").astype(np.float32).reshape(len(ids), dimension)
+    ends = np.cumsum([vector_bytes, *lengths]).tolist()
+    fingerprints = tuple(body[start:end] for start, end in zip(ends, ends[1:]))
     tags = tuple(tuple(t) for t in header["tags"])
     uris = tuple(header["uris"])
-    if len(tags) != len(ids) or len(uris) != len(ids):
-        raise ValueError("tags or uris do not match the ids")
-    return UpsertRecord(seq, ids, vectors, tags, uris)
+    timestamps = tuple(int(t) for t in header.get("timestamps", [0] * len(ids)))
+    if not len(tags) == len(uris) == len(timestamps) == len(fingerprints) == len(ids):
+        raise ValueError("tags, uris, timestamps or fingerprints do not match the ids")
+    return UpsertRecord(seq, ids, vectors, tags, uris, timestamps, fingerprints)
 
 
 # --- reading ----------------------------------------------------------------------------------
@@ -322,8 +340,8 @@ class WriteAheadLog:
         """Why appends are refused until a restart (a failed fsync...); None while they are not."""
         return self._failure
 
-    def append_upsert(self, ids, vectors: np.ndarray, tags, uris) -> int:
-        return self._append(lambda seq: encode_upsert(seq, ids, vectors, tags, uris))
+    def append_upsert(self, ids, vectors: np.ndarray, tags, uris, timestamps=None, fingerprints=None) -> int:
+        return self._append(lambda seq: encode_upsert(seq, ids, vectors, tags, uris, timestamps, fingerprints))
 
     def append_delete(self, ids) -> int:
         return self._append(lambda seq: encode_delete(seq, ids))

@@ -146,6 +146,25 @@ def test_a_run_that_loses_its_server_stops_with_its_accounting_and_resumes(tmp_p
         server.stop(None)
 
 
+def test_query_copies_prints_verdicts_and_draws_the_region_and_the_edit(tmp_path, search_address, capsys):
+    from tests.test_find_copies import crop_caption_mirror, encoded, photo
+
+    folder = tmp_path / "archive"
+    folder.mkdir()
+    for name in ("astronaut", "chelsea", "coffee", "rocket"):
+        photo(name).save(folder / f"{name}.png")
+    assert main(["index", str(folder), "--search", search_address, "--collection", "news", "--find-copies"]) == 0
+    copy, _ = crop_caption_mirror(photo("chelsea"))
+    query = tmp_path / "reshared.jpg"
+    query.write_bytes(encoded(copy, "JPEG", quality=70))
+    sheet = tmp_path / "copies.png"
+    capsys.readouterr()
+    assert main(["query", "--copies", str(query), "--search", search_address, "--collection", "news", "--sheet", str(sheet)]) == 0
+    first = capsys.readouterr().out.splitlines()[1]
+    assert "edited copy" in first and "local features" in first and "mirrored" in first and first.endswith("chelsea.png")
+    assert Image.open(sheet).size[1] > 256  # the tiles, then the edit picture under them
+
+
 def test_demo_runs_end_to_end_on_a_folder_of_colour_pictures(tmp_path, capsys, one_torch_thread):
     """`lookalike demo --data FOLDER`: train, export, serve, index, query, sheets, on the user's own files."""
     import numpy as np
@@ -164,5 +183,6 @@ def test_demo_runs_end_to_end_on_a_folder_of_colour_pictures(tmp_path, capsys, o
     out = capsys.readouterr().out
     assert "exported" in out and str(workdir / "models" / "my-shop" / "1") in out
     assert "precision@10, autoencoder embeddings :" in out and "n/a" not in out
-    for picture in ("results.png", "reconstructions.png"):
+    for picture in ("results.png", "reconstructions.png", "copies.png"):
         assert Image.open(workdir / picture).size[0] > 112
+    assert "the original came back first for" in out

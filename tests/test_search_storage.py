@@ -724,6 +724,8 @@ def test_a_snapshot_beside_a_log_it_partly_covers(tmp_path, caplog):
             vectors=np.array([at_two[i][0] for i in ids], np.float32),
             tags=[at_two[i][1] for i in ids],
             uris=[at_two[i][2] for i in ids],
+            timestamps=[0] * len(ids),
+            fingerprints=[b""] * len(ids),
         ),
     )
     with caplog.at_level(logging.INFO, logger=collection_module.__name__):
@@ -934,3 +936,19 @@ def test_searches_racing_writes_never_see_acknowledged_deletes(store):
     assert not errors, errors[0]
     assert len(deleted) > 100
     assert not set(collection._index.ids()) & deleted
+
+
+def test_a_snapshot_keeps_timestamps_and_fingerprints(tmp_path):
+    fingerprints = [b"\x01\x02", b"", b"x" * 1000]
+    data = SnapshotData(
+        seq=4,
+        ids=["a", "b", "c"],
+        vectors=np.ones((3, 2), np.float32),
+        tags=[(), ("t",), ()],
+        uris=["", "u", ""],
+        timestamps=[7, 0, -3],
+        fingerprints=fingerprints,
+    )
+    write_snapshot(tmp_path, data)
+    loaded = load_latest_snapshot(tmp_path, dimension=2)
+    assert loaded.timestamps == [7, 0, -3] and loaded.fingerprints == fingerprints

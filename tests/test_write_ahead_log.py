@@ -94,6 +94,18 @@ def test_upsert_records_round_trip(ids, dimension, data):
     np.testing.assert_array_equal(record.vectors, vectors)
 
 
+@settings(max_examples=40, deadline=None)
+@given(ids=ids_strategy, data=st.data())
+def test_timestamps_and_fingerprints_travel_with_their_items(ids, data):
+    vectors = np.ones((len(ids), 3), np.float32)
+    timestamps = data.draw(st.lists(st.integers(-(2**63), 2**63 - 1), min_size=len(ids), max_size=len(ids)))
+    fingerprints = data.draw(st.lists(st.binary(max_size=40), min_size=len(ids), max_size=len(ids)))
+    frame = encode_upsert(5, ids, vectors, [()] * len(ids), [""] * len(ids), timestamps, fingerprints)
+    record = decode_payload(frame[FRAME_HEADER_BYTES:])
+    assert record.timestamps == tuple(timestamps) and record.fingerprints == tuple(fingerprints)
+    np.testing.assert_array_equal(record.vectors, vectors)
+
+
 @settings(max_examples=30, deadline=None)
 @given(ids=ids_strategy)
 def test_delete_records_round_trip(ids):

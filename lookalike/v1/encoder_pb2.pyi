@@ -1,5 +1,6 @@
 from lookalike.v1 import images_pb2 as _images_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
@@ -7,21 +8,34 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class FingerprintKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    FINGERPRINT_KIND_UNSPECIFIED: _ClassVar[FingerprintKind]
+    FINGERPRINT_KIND_STORED: _ClassVar[FingerprintKind]
+    FINGERPRINT_KIND_QUERY: _ClassVar[FingerprintKind]
+FINGERPRINT_KIND_UNSPECIFIED: FingerprintKind
+FINGERPRINT_KIND_STORED: FingerprintKind
+FINGERPRINT_KIND_QUERY: FingerprintKind
+
 class EmbedRequest(_message.Message):
-    __slots__ = ("model", "images")
+    __slots__ = ("model", "images", "fingerprints")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     IMAGES_FIELD_NUMBER: _ClassVar[int]
+    FINGERPRINTS_FIELD_NUMBER: _ClassVar[int]
     model: _images_pb2.ModelRef
     images: _containers.RepeatedCompositeFieldContainer[_images_pb2.Image]
-    def __init__(self, model: _Optional[_Union[_images_pb2.ModelRef, _Mapping]] = ..., images: _Optional[_Iterable[_Union[_images_pb2.Image, _Mapping]]] = ...) -> None: ...
+    fingerprints: FingerprintKind
+    def __init__(self, model: _Optional[_Union[_images_pb2.ModelRef, _Mapping]] = ..., images: _Optional[_Iterable[_Union[_images_pb2.Image, _Mapping]]] = ..., fingerprints: _Optional[_Union[FingerprintKind, str]] = ...) -> None: ...
 
 class EmbedResponse(_message.Message):
-    __slots__ = ("embeddings", "model")
+    __slots__ = ("embeddings", "model", "fingerprints")
     EMBEDDINGS_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
+    FINGERPRINTS_FIELD_NUMBER: _ClassVar[int]
     embeddings: _containers.RepeatedCompositeFieldContainer[_images_pb2.Embedding]
     model: _images_pb2.ModelRef
-    def __init__(self, embeddings: _Optional[_Iterable[_Union[_images_pb2.Embedding, _Mapping]]] = ..., model: _Optional[_Union[_images_pb2.ModelRef, _Mapping]] = ...) -> None: ...
+    fingerprints: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, embeddings: _Optional[_Iterable[_Union[_images_pb2.Embedding, _Mapping]]] = ..., model: _Optional[_Union[_images_pb2.ModelRef, _Mapping]] = ..., fingerprints: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class ReconstructRequest(_message.Message):
     __slots__ = ("model", "embeddings")

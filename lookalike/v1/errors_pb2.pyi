@@ -12,6 +12,7 @@ class ErrorReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     BATCH_TOO_LARGE: _ClassVar[ErrorReason]
     K_OUT_OF_RANGE: _ClassVar[ErrorReason]
     BATCH_TOO_MANY_PIXELS: _ClassVar[ErrorReason]
+    VALUE_OUT_OF_RANGE: _ClassVar[ErrorReason]
     IMAGE_EMPTY: _ClassVar[ErrorReason]
     IMAGE_UNDECODABLE: _ClassVar[ErrorReason]
     IMAGE_FORMAT_UNSUPPORTED: _ClassVar[ErrorReason]
@@ -34,6 +35,7 @@ class ErrorReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     MODELS_LOADING: _ClassVar[ErrorReason]
     COLLECTION_NOT_FOUND: _ClassVar[ErrorReason]
     COLLECTION_EXISTS: _ClassVar[ErrorReason]
+    COPIES_NOT_ENABLED: _ClassVar[ErrorReason]
     COLLECTION_HAS_NO_MODEL: _ClassVar[ErrorReason]
     COLLECTION_DAMAGED: _ClassVar[ErrorReason]
     ITEM_NOT_FOUND: _ClassVar[ErrorReason]
@@ -54,6 +56,7 @@ BATCH_EMPTY: ErrorReason
 BATCH_TOO_LARGE: ErrorReason
 K_OUT_OF_RANGE: ErrorReason
 BATCH_TOO_MANY_PIXELS: ErrorReason
+VALUE_OUT_OF_RANGE: ErrorReason
 IMAGE_EMPTY: ErrorReason
 IMAGE_UNDECODABLE: ErrorReason
 IMAGE_FORMAT_UNSUPPORTED: ErrorReason
@@ -76,6 +79,7 @@ MODEL_HAS_NO_DECODER: ErrorReason
 MODELS_LOADING: ErrorReason
 COLLECTION_NOT_FOUND: ErrorReason
 COLLECTION_EXISTS: ErrorReason
+COPIES_NOT_ENABLED: ErrorReason
 COLLECTION_HAS_NO_MODEL: ErrorReason
 COLLECTION_DAMAGED: ErrorReason
 ITEM_NOT_FOUND: ErrorReason

@@ -8,8 +8,39 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class CopyOrder(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    COPY_ORDER_UNSPECIFIED: _ClassVar[CopyOrder]
+    COPY_ORDER_EARLIEST_FIRST: _ClassVar[CopyOrder]
+
+class Verdict(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    VERDICT_UNSPECIFIED: _ClassVar[Verdict]
+    VERDICT_EXACT_COPY: _ClassVar[Verdict]
+    VERDICT_EDITED_COPY: _ClassVar[Verdict]
+    VERDICT_SIMILAR: _ClassVar[Verdict]
+    VERDICT_UNRELATED: _ClassVar[Verdict]
+
+class Evidence(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    EVIDENCE_UNSPECIFIED: _ClassVar[Evidence]
+    EVIDENCE_HASH: _ClassVar[Evidence]
+    EVIDENCE_LOCAL_FEATURES: _ClassVar[Evidence]
+    EVIDENCE_EMBEDDING: _ClassVar[Evidence]
+COPY_ORDER_UNSPECIFIED: CopyOrder
+COPY_ORDER_EARLIEST_FIRST: CopyOrder
+VERDICT_UNSPECIFIED: Verdict
+VERDICT_EXACT_COPY: Verdict
+VERDICT_EDITED_COPY: Verdict
+VERDICT_SIMILAR: Verdict
+VERDICT_UNRELATED: Verdict
+EVIDENCE_UNSPECIFIED: Evidence
+EVIDENCE_HASH: Evidence
+EVIDENCE_LOCAL_FEATURES: Evidence
+EVIDENCE_EMBEDDING: Evidence
+
 class Collection(_message.Message):
-    __slots__ = ("name", "dimension", "metric", "model", "size", "state", "state_reason")
+    __slots__ = ("name", "dimension", "metric", "model", "size", "state", "state_reason", "find_copies", "copy_thresholds")
     class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         STATE_UNSPECIFIED: _ClassVar[Collection.State]
@@ -25,6 +56,8 @@ class Collection(_message.Message):
     SIZE_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     STATE_REASON_FIELD_NUMBER: _ClassVar[int]
+    FIND_COPIES_FIELD_NUMBER: _ClassVar[int]
+    COPY_THRESHOLDS_FIELD_NUMBER: _ClassVar[int]
     name: str
     dimension: int
     metric: _images_pb2.Metric
@@ -32,21 +65,37 @@ class Collection(_message.Message):
     size: int
     state: Collection.State
     state_reason: str
-    def __init__(self, name: _Optional[str] = ..., dimension: _Optional[int] = ..., metric: _Optional[_Union[_images_pb2.Metric, str]] = ..., model: _Optional[_Union[_images_pb2.ModelRef, _Mapping]] = ..., size: _Optional[int] = ..., state: _Optional[_Union[Collection.State, str]] = ..., state_reason: _Optional[str] = ...) -> None: ...
+    find_copies: bool
+    copy_thresholds: CopyThresholds
+    def __init__(self, name: _Optional[str] = ..., dimension: _Optional[int] = ..., metric: _Optional[_Union[_images_pb2.Metric, str]] = ..., model: _Optional[_Union[_images_pb2.ModelRef, _Mapping]] = ..., size: _Optional[int] = ..., state: _Optional[_Union[Collection.State, str]] = ..., state_reason: _Optional[str] = ..., find_copies: _Optional[bool] = ..., copy_thresholds: _Optional[_Union[CopyThresholds, _Mapping]] = ...) -> None: ...
+
+class CopyThresholds(_message.Message):
+    __slots__ = ("exact_hash_distance", "edited_inliers", "embedding_copy", "embedding_similar")
+    EXACT_HASH_DISTANCE_FIELD_NUMBER: _ClassVar[int]
+    EDITED_INLIERS_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDING_COPY_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDING_SIMILAR_FIELD_NUMBER: _ClassVar[int]
+    exact_hash_distance: int
+    edited_inliers: int
+    embedding_copy: float
+    embedding_similar: float
+    def __init__(self, exact_hash_distance: _Optional[int] = ..., edited_inliers: _Optional[int] = ..., embedding_copy: _Optional[float] = ..., embedding_similar: _Optional[float] = ...) -> None: ...
 
 class CreateCollectionRequest(_message.Message):
-    __slots__ = ("name", "dimension", "metric", "model", "allow_existing")
+    __slots__ = ("name", "dimension", "metric", "model", "allow_existing", "find_copies")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DIMENSION_FIELD_NUMBER: _ClassVar[int]
     METRIC_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     ALLOW_EXISTING_FIELD_NUMBER: _ClassVar[int]
+    FIND_COPIES_FIELD_NUMBER: _ClassVar[int]
     name: str
     dimension: int
     metric: _images_pb2.Metric
     model: _images_pb2.ModelRef
     allow_existing: bool
-    def __init__(self, name: _Optional[str] = ..., dimension: _Optional[int] = ..., metric: _Optional[_Union[_images_pb2.Metric, str]] = ..., model: _Optional[_Union[_images_pb2.ModelRef, _Mapping]] = ..., allow_existing: _Optional[bool] = ...) -> None: ...
+    find_copies: bool
+    def __init__(self, name: _Optional[str] = ..., dimension: _Optional[int] = ..., metric: _Optional[_Union[_images_pb2.Metric, str]] = ..., model: _Optional[_Union[_images_pb2.ModelRef, _Mapping]] = ..., allow_existing: _Optional[bool] = ..., find_copies: _Optional[bool] = ...) -> None: ...
 
 class GetCollectionRequest(_message.Message):
     __slots__ = ("name",)
@@ -77,18 +126,20 @@ class DeleteCollectionResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class Item(_message.Message):
-    __slots__ = ("id", "vector", "image", "tags", "uri")
+    __slots__ = ("id", "vector", "image", "tags", "uri", "timestamp")
     ID_FIELD_NUMBER: _ClassVar[int]
     VECTOR_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     TAGS_FIELD_NUMBER: _ClassVar[int]
     URI_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
     id: str
     vector: _images_pb2.Embedding
     image: _images_pb2.Image
     tags: _containers.RepeatedScalarFieldContainer[str]
     uri: str
-    def __init__(self, id: _Optional[str] = ..., vector: _Optional[_Union[_images_pb2.Embedding, _Mapping]] = ..., image: _Optional[_Union[_images_pb2.Image, _Mapping]] = ..., tags: _Optional[_Iterable[str]] = ..., uri: _Optional[str] = ...) -> None: ...
+    timestamp: int
+    def __init__(self, id: _Optional[str] = ..., vector: _Optional[_Union[_images_pb2.Embedding, _Mapping]] = ..., image: _Optional[_Union[_images_pb2.Image, _Mapping]] = ..., tags: _Optional[_Iterable[str]] = ..., uri: _Optional[str] = ..., timestamp: _Optional[int] = ...) -> None: ...
 
 class UpsertRequest(_message.Message):
     __slots__ = ("collection", "items")
@@ -127,16 +178,20 @@ class GetRequest(_message.Message):
     def __init__(self, collection: _Optional[str] = ..., ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class StoredItem(_message.Message):
-    __slots__ = ("id", "vector", "tags", "uri")
+    __slots__ = ("id", "vector", "tags", "uri", "timestamp", "has_fingerprint")
     ID_FIELD_NUMBER: _ClassVar[int]
     VECTOR_FIELD_NUMBER: _ClassVar[int]
     TAGS_FIELD_NUMBER: _ClassVar[int]
     URI_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    HAS_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
     id: str
     vector: _images_pb2.Embedding
     tags: _containers.RepeatedScalarFieldContainer[str]
     uri: str
-    def __init__(self, id: _Optional[str] = ..., vector: _Optional[_Union[_images_pb2.Embedding, _Mapping]] = ..., tags: _Optional[_Iterable[str]] = ..., uri: _Optional[str] = ...) -> None: ...
+    timestamp: int
+    has_fingerprint: bool
+    def __init__(self, id: _Optional[str] = ..., vector: _Optional[_Union[_images_pb2.Embedding, _Mapping]] = ..., tags: _Optional[_Iterable[str]] = ..., uri: _Optional[str] = ..., timestamp: _Optional[int] = ..., has_fingerprint: _Optional[bool] = ...) -> None: ...
 
 class GetResponse(_message.Message):
     __slots__ = ("items", "missing_ids")
@@ -173,16 +228,18 @@ class SearchRequest(_message.Message):
     def __init__(self, collection: _Optional[str] = ..., vector: _Optional[_Union[_images_pb2.Embedding, _Mapping]] = ..., image: _Optional[_Union[_images_pb2.Image, _Mapping]] = ..., item_id: _Optional[str] = ..., k: _Optional[int] = ..., filter: _Optional[_Union[Filter, _Mapping]] = ...) -> None: ...
 
 class Neighbor(_message.Message):
-    __slots__ = ("id", "score", "tags", "uri")
+    __slots__ = ("id", "score", "tags", "uri", "timestamp")
     ID_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
     TAGS_FIELD_NUMBER: _ClassVar[int]
     URI_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
     id: str
     score: float
     tags: _containers.RepeatedScalarFieldContainer[str]
     uri: str
-    def __init__(self, id: _Optional[str] = ..., score: _Optional[float] = ..., tags: _Optional[_Iterable[str]] = ..., uri: _Optional[str] = ...) -> None: ...
+    timestamp: int
+    def __init__(self, id: _Optional[str] = ..., score: _Optional[float] = ..., tags: _Optional[_Iterable[str]] = ..., uri: _Optional[str] = ..., timestamp: _Optional[int] = ...) -> None: ...
 
 class SearchResponse(_message.Message):
     __slots__ = ("neighbors", "model", "metric")
@@ -193,3 +250,93 @@ class SearchResponse(_message.Message):
     model: _images_pb2.ModelRef
     metric: _images_pb2.Metric
     def __init__(self, neighbors: _Optional[_Iterable[_Union[Neighbor, _Mapping]]] = ..., model: _Optional[_Union[_images_pb2.ModelRef, _Mapping]] = ..., metric: _Optional[_Union[_images_pb2.Metric, str]] = ...) -> None: ...
+
+class FindCopiesRequest(_message.Message):
+    __slots__ = ("collection", "image", "item_id", "k", "candidates", "filter", "include_similar", "edit_pictures", "order")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    ITEM_ID_FIELD_NUMBER: _ClassVar[int]
+    K_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_SIMILAR_FIELD_NUMBER: _ClassVar[int]
+    EDIT_PICTURES_FIELD_NUMBER: _ClassVar[int]
+    ORDER_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    image: _images_pb2.Image
+    item_id: str
+    k: int
+    candidates: int
+    filter: Filter
+    include_similar: bool
+    edit_pictures: bool
+    order: CopyOrder
+    def __init__(self, collection: _Optional[str] = ..., image: _Optional[_Union[_images_pb2.Image, _Mapping]] = ..., item_id: _Optional[str] = ..., k: _Optional[int] = ..., candidates: _Optional[int] = ..., filter: _Optional[_Union[Filter, _Mapping]] = ..., include_similar: _Optional[bool] = ..., edit_pictures: _Optional[bool] = ..., order: _Optional[_Union[CopyOrder, str]] = ...) -> None: ...
+
+class Point(_message.Message):
+    __slots__ = ("x", "y")
+    X_FIELD_NUMBER: _ClassVar[int]
+    Y_FIELD_NUMBER: _ClassVar[int]
+    x: float
+    y: float
+    def __init__(self, x: _Optional[float] = ..., y: _Optional[float] = ...) -> None: ...
+
+class EditSummary(_message.Message):
+    __slots__ = ("kept_fraction", "mirrored", "rotation_degrees", "scale", "added_fraction", "changed_fraction", "recoloured_fraction")
+    KEPT_FRACTION_FIELD_NUMBER: _ClassVar[int]
+    MIRRORED_FIELD_NUMBER: _ClassVar[int]
+    ROTATION_DEGREES_FIELD_NUMBER: _ClassVar[int]
+    SCALE_FIELD_NUMBER: _ClassVar[int]
+    ADDED_FRACTION_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_FRACTION_FIELD_NUMBER: _ClassVar[int]
+    RECOLOURED_FRACTION_FIELD_NUMBER: _ClassVar[int]
+    kept_fraction: float
+    mirrored: bool
+    rotation_degrees: float
+    scale: float
+    added_fraction: float
+    changed_fraction: float
+    recoloured_fraction: float
+    def __init__(self, kept_fraction: _Optional[float] = ..., mirrored: _Optional[bool] = ..., rotation_degrees: _Optional[float] = ..., scale: _Optional[float] = ..., added_fraction: _Optional[float] = ..., changed_fraction: _Optional[float] = ..., recoloured_fraction: _Optional[float] = ...) -> None: ...
+
+class Copy(_message.Message):
+    __slots__ = ("id", "tags", "uri", "timestamp", "verdict", "evidence", "hash_distance", "inliers", "embedding_score", "region_in_original", "original_in_query", "edits", "edit_picture_png")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    URI_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    VERDICT_FIELD_NUMBER: _ClassVar[int]
+    EVIDENCE_FIELD_NUMBER: _ClassVar[int]
+    HASH_DISTANCE_FIELD_NUMBER: _ClassVar[int]
+    INLIERS_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDING_SCORE_FIELD_NUMBER: _ClassVar[int]
+    REGION_IN_ORIGINAL_FIELD_NUMBER: _ClassVar[int]
+    ORIGINAL_IN_QUERY_FIELD_NUMBER: _ClassVar[int]
+    EDITS_FIELD_NUMBER: _ClassVar[int]
+    EDIT_PICTURE_PNG_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    tags: _containers.RepeatedScalarFieldContainer[str]
+    uri: str
+    timestamp: int
+    verdict: Verdict
+    evidence: Evidence
+    hash_distance: int
+    inliers: int
+    embedding_score: float
+    region_in_original: _containers.RepeatedCompositeFieldContainer[Point]
+    original_in_query: _containers.RepeatedCompositeFieldContainer[Point]
+    edits: EditSummary
+    edit_picture_png: bytes
+    def __init__(self, id: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., uri: _Optional[str] = ..., timestamp: _Optional[int] = ..., verdict: _Optional[_Union[Verdict, str]] = ..., evidence: _Optional[_Union[Evidence, str]] = ..., hash_distance: _Optional[int] = ..., inliers: _Optional[int] = ..., embedding_score: _Optional[float] = ..., region_in_original: _Optional[_Iterable[_Union[Point, _Mapping]]] = ..., original_in_query: _Optional[_Iterable[_Union[Point, _Mapping]]] = ..., edits: _Optional[_Union[EditSummary, _Mapping]] = ..., edit_picture_png: _Optional[bytes] = ...) -> None: ...
+
+class FindCopiesResponse(_message.Message):
+    __slots__ = ("copies", "model", "query_featureless", "candidates_verified")
+    COPIES_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    QUERY_FEATURELESS_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATES_VERIFIED_FIELD_NUMBER: _ClassVar[int]
+    copies: _containers.RepeatedCompositeFieldContainer[Copy]
+    model: _images_pb2.ModelRef
+    query_featureless: bool
+    candidates_verified: int
+    def __init__(self, copies: _Optional[_Iterable[_Union[Copy, _Mapping]]] = ..., model: _Optional[_Union[_images_pb2.ModelRef, _Mapping]] = ..., query_featureless: _Optional[bool] = ..., candidates_verified: _Optional[int] = ...) -> None: ...

@@ -86,6 +86,11 @@ class SearchStub:
                 request_serializer=lookalike_dot_v1_dot_search__pb2.SearchRequest.SerializeToString,
                 response_deserializer=lookalike_dot_v1_dot_search__pb2.SearchResponse.FromString,
                 _registered_method=True)
+        self.FindCopies = channel.unary_unary(
+                '/lookalike.v1.Search/FindCopies',
+                request_serializer=lookalike_dot_v1_dot_search__pb2.FindCopiesRequest.SerializeToString,
+                response_deserializer=lookalike_dot_v1_dot_search__pb2.FindCopiesResponse.FromString,
+                _registered_method=True)
 
 
 class SearchServicer:
@@ -166,6 +171,20 @@ class SearchServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def FindCopies(self, request, context):
+        """Finds the stored pictures that the query picture is a copy of, or that
+        are copies of it: exact copies, edited copies (cropped, captioned,
+        mirrored, recoloured, re-compressed...), each with a verdict, the evidence
+        that decided it and the matched region. Only for collections created with
+        find_copies (else FAILED_PRECONDITION, COPIES_NOT_ENABLED). Stages: the
+        perceptual hash of every item (never misses an exact or near-exact copy,
+        whatever the index does), the embedding's nearest candidates, then
+        geometric verification of local features against each candidate.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SearchServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -208,6 +227,11 @@ def add_SearchServicer_to_server(servicer, server):
                     servicer.Search,
                     request_deserializer=lookalike_dot_v1_dot_search__pb2.SearchRequest.FromString,
                     response_serializer=lookalike_dot_v1_dot_search__pb2.SearchResponse.SerializeToString,
+            ),
+            'FindCopies': grpc.unary_unary_rpc_method_handler(
+                    servicer.FindCopies,
+                    request_deserializer=lookalike_dot_v1_dot_search__pb2.FindCopiesRequest.FromString,
+                    response_serializer=lookalike_dot_v1_dot_search__pb2.FindCopiesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -438,6 +462,33 @@ class Search:
             '/lookalike.v1.Search/Search',
             lookalike_dot_v1_dot_search__pb2.SearchRequest.SerializeToString,
             lookalike_dot_v1_dot_search__pb2.SearchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FindCopies(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lookalike.v1.Search/FindCopies',
+            lookalike_dot_v1_dot_search__pb2.FindCopiesRequest.SerializeToString,
+            lookalike_dot_v1_dot_search__pb2.FindCopiesResponse.FromString,
             options,
             channel_credentials,
             insecure,

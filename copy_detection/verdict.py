@@ -1,0 +1,116 @@
+"""The last stage of finding copies: evidence about one (query, candidate) pair becomes a verdict.
+
+Geometry is the strongest evidence. Two pictures whose local features agree on one similarity
+transform, with more inliers than unrelated pictures ever reach, share pixels: one is an edited copy
+of the other, whatever the embedding says. A pHash within a few bits on top of that makes it an exact
+copy (re-encoded or resized, nothing more); the hash alone never does, because flat pictures (icons
+on white, blank scans) collide. The embedding decides only what geometry cannot: a copy, when either
+picture is featureless (too small or too flat to verify), and otherwise whether an unverified pair is
+similar. Each verdict carries the evidence that settled it, so a caller can say why.
+
+The defaults of `Thresholds` come from `python -m benchmarks.copy_verification` (benchmarks/RESULTS.md);
+`lookalike eval` calibrates them per model on its own copies and stores them with each collection.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+
+from copy_detection.verification import Match
+
+
+class Verdict(enum.StrEnum):
+    EXACT_COPY = "exact_copy"
+    EDITED_COPY = "edited_copy"
+    SIMILAR = "similar"
+    UNRELATED = "unrelated"
+
+
+class Evidence(enum.StrEnum):
+    HASH = "hash"
+    LOCAL_FEATURES = "local_features"
+    EMBEDDING = "embedding"
+
+
+@dataclasses.dataclass(frozen=True)
+class Thresholds:
+    """Calibrated by `lookalike eval`; stored with each collection (to_json/from_json)."""
+
+    # pHash bits at or below which a copy (by geometry or, when featureless, by embedding) is exact.
+    # Down-scaled JPEG copies of the development set: 97% within 4 bits; unrelated pairs: 0.2% within 4.
+    exact_hash_distance: int = 4
+    # RANSAC inliers at or above which a pair is an edited copy. Unrelated pairs of the development set
+    # reach 12 in 0.1% of verifications, 20 in 0.05%; true copies have a median of over 100.
+    edited_inliers: int = 12
+    # Cosine at or above which a FEATURELESS pair counts as an edited copy; a placeholder until calibrated.
+    embedding_copy: float = 0.95
+    # Cosine at or above which an unverified pair is similar; a placeholder until calibrated.
+    embedding_similar: float = 0.8
+
+    def __post_init__(self) -> None:
+        assert 0 <= self.exact_hash_distance <= 64, "a pHash distance is 0..64 bits"
+        assert self.edited_inliers >= 3, "fewer than 3 inliers do not pin down a similarity transform"
+        assert -1 <= self.embedding_similar <= self.embedding_copy <= 1, "cosines, similar at most copy"
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, fields: dict) -> "Thresholds":
+        """Thresholds from `to_json`'s dict; fields it lacks keep their defaults (older collections).
+        ValueError on unknown names, values of the wrong type, or values out of range."""
+        known = {field.name: field.type for field in dataclasses.fields(cls)}
+        unknown = set(fields) - set(known)
+        if unknown:
+            raise ValueError(f"unknown thresholds: {sorted(unknown)}")
+        for name, value in fields.items():
+            wanted = int if known[name] == "int" else (int, float)
+            if isinstance(value, bool) or not isinstance(value, wanted):
+                raise ValueError(f"threshold {name} must be {known[name]}, got {value!r}")
+        try:
+            return cls(**fields)
+        except AssertionError as error:
+            raise ValueError(f"thresholds out of range: {error}") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    verdict: Verdict
+    evidence: Evidence
+    score: float  # orders decisions: exact copies in [3, 4), edited [2, 3), similar [1, 2), unrelated [0, 1)
+
+
+def decide(
+    *,
+    hash_distance: int | None,
+    match: Match | None,
+    embedding_score: float | None,
+    featureless: bool,
+    thresholds: Thresholds,
+) -> Decision:
+    """The verdict on one pair. `match` is verification's answer (None: no plausible fit, or not
+    verified), `featureless` says the query or the candidate is too featureless to verify, so a
+    missing match is no evidence against a copy; missing hash or embedding scores are left out."""
+    verified = match is not None and match.inliers >= thresholds.edited_inliers
+    embedded_copy = featureless and embedding_score is not None and embedding_score >= thresholds.embedding_copy
+    if verified or embedded_copy:
+        if hash_distance is not None and hash_distance <= thresholds.exact_hash_distance:
+            return Decision(Verdict.EXACT_COPY, Evidence.HASH, 3 + _share(64 - hash_distance, 64))
+        if verified:
+            return Decision(Verdict.EDITED_COPY, Evidence.LOCAL_FEATURES, 2 + _share(match.inliers, match.inliers + thresholds.edited_inliers))
+        return Decision(Verdict.EDITED_COPY, Evidence.EMBEDDING, 2 + _cosine_share(embedding_score))
+    if embedding_score is not None and embedding_score >= thresholds.embedding_similar:
+        return Decision(Verdict.SIMILAR, Evidence.EMBEDDING, 1 + _cosine_share(embedding_score))
+    if embedding_score is not None:
+        return Decision(Verdict.UNRELATED, Evidence.EMBEDDING, _cosine_share(embedding_score))
+    return Decision(Verdict.UNRELATED, Evidence.HASH if featureless else Evidence.LOCAL_FEATURES, 0.0)
+
+
+def _share(part: float, whole: float) -> float:
+    """part / whole kept below 1, so a score never reaches the next verdict's range."""
+    return min(part / whole, 0.999) if whole > 0 else 0.0
+
+
+def _cosine_share(cosine: float) -> float:
+    return _share(max(cosine, 0.0), 1.0)
