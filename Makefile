@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test protos bench clean
+.PHONY: demo test chaos protos bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,19 @@ $(NODE_CLIENT): tests/node/package-lock.json
 
 test: $(STAMP) $(NODE_CLIENT)
 	$(BIN)/python -m pytest -q
+
+# The reliability suite's long runs, figures in RELIABILITY.md (about 10 min on 2 cores): kill -9
+# cycles during writes, fuzzed requests per RPC, seconds of decoder fuzzing, seconds of overload.
+# `make test` runs the same tests bounded (6 cycles, 60 requests, 20 s, 10 s).
+CHAOS_RUNS ?= 100
+CHAOS_EXAMPLES ?= 1000
+CHAOS_FUZZ_SECONDS ?= 240
+CHAOS_LOAD_SECONDS ?= 30
+chaos: $(STAMP)
+	LOOKALIKE_CHAOS_RUNS=$(CHAOS_RUNS) LOOKALIKE_FUZZ_EXAMPLES=$(CHAOS_EXAMPLES) \
+	LOOKALIKE_FUZZ_SECONDS=$(CHAOS_FUZZ_SECONDS) LOOKALIKE_CHAOS_LOAD_SECONDS=$(CHAOS_LOAD_SECONDS) \
+		$(BIN)/python -m pytest -q -s -o timeout=3600 --durations=0 tests/reliability/test_kill.py \
+		tests/reliability/test_fuzz_rpcs.py tests/reliability/test_fuzz_decoder.py tests/reliability/test_overload.py
 
 protos: $(STAMP)
 	$(BIN)/python tools/generate_protos.py

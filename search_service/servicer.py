@@ -83,7 +83,7 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
             embedded, prints = self._embed(collection, images, [f"items[{i}].image" for i in with_images], context, kind)
             for position, (i, row) in enumerate(zip(with_images, embedded)):
                 rows[i] = row
-                if prints:
+                if prints and prints[position]:  # b"": a tensor, which has no picture to fingerprint
                     fingerprints[i] = _checked(prints[position])
         written = collection.upsert(
             [item.id for item in items],

@@ -39,7 +39,9 @@ from collections.abc import Callable, Iterator
 
 import grpc
 
-from lookalike.errors import Reason, ResourceExhausted
+from google.protobuf.message import DecodeError
+
+from lookalike.errors import InvalidArgument, Reason, ResourceExhausted
 from server_toolkit.auth import OPEN_METHOD_PREFIXES
 
 
@@ -138,7 +140,14 @@ class _Unparsed:
 
     def parsed(self):
         raw, self.raw = self.raw, b""
-        return raw if self._parse is None else self._parse(raw)
+        if self._parse is None:
+            return raw
+        try:
+            return self._parse(raw)
+        except DecodeError:  # bytes no correct client sends; refused, not a server failure
+            raise InvalidArgument(
+                f"the request's {len(raw)} bytes are not a valid request message", reason=Reason.REQUEST_MALFORMED
+            ) from None
 
 
 _M_MMAP_THRESHOLD = -3  # mallopt's parameter, from glibc's malloc.h

@@ -13,6 +13,7 @@ class ErrorReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     K_OUT_OF_RANGE: _ClassVar[ErrorReason]
     BATCH_TOO_MANY_PIXELS: _ClassVar[ErrorReason]
     VALUE_OUT_OF_RANGE: _ClassVar[ErrorReason]
+    REQUEST_MALFORMED: _ClassVar[ErrorReason]
     IMAGE_EMPTY: _ClassVar[ErrorReason]
     IMAGE_UNDECODABLE: _ClassVar[ErrorReason]
     IMAGE_FORMAT_UNSUPPORTED: _ClassVar[ErrorReason]
@@ -57,6 +58,7 @@ BATCH_TOO_LARGE: ErrorReason
 K_OUT_OF_RANGE: ErrorReason
 BATCH_TOO_MANY_PIXELS: ErrorReason
 VALUE_OUT_OF_RANGE: ErrorReason
+REQUEST_MALFORMED: ErrorReason
 IMAGE_EMPTY: ErrorReason
 IMAGE_UNDECODABLE: ErrorReason
 IMAGE_FORMAT_UNSUPPORTED: ErrorReason
