@@ -53,6 +53,10 @@ RESIZE_MODES = ("stretch", "pad")
 # Whole-factor shrinking stops while this many times the final size remains: the bilinear resize
 # after it then stays within ~0.6 grey levels of the exact one on grainy photos (2: ~1.5; 4: ~0.4,
 # but a JPEG of 3000 pixels across would decode at 1/2 instead of 1/4). docs/preprocessing.md.
+# Pillow decodes RLE BMPs in Python, padding rows a byte at a time: 104 bytes claiming 3,990,000x10
+# pixels cost 7.8 s of a core (tests/reliability fuzzing). Real RLE BMPs are small palette drawings.
+MAX_RLE_BMP_PIXELS = 1_000_000
+_RLE = (1, 2)  # BMP compression values of RLE8 and RLE4
 REDUCING_GAP = 3
 _STRIP_PIXELS = 1 << 20  # converted at a time: 4 MB as RGBA
 # What Pillow raises on damaged files, besides UnidentifiedImageError (an OSError).
@@ -196,6 +200,13 @@ def _open(data: bytes, max_pixels: int) -> tuple[Image.Image, int]:
         )
     if width == 0 or height == 0:
         raise ImageDecodeError(f"image has no pixels ({width}x{height})", reason=Reason.IMAGE_UNDECODABLE)
+    if image.format == "BMP" and image.info.get("compression") in _RLE and width * height > MAX_RLE_BMP_PIXELS:
+        raise ImageDecodeError(
+            f"run-length compressed BMP of {width}x{height} pixels, over the limit of {MAX_RLE_BMP_PIXELS} for that "
+            "compression (Pillow decodes it in Python: seconds of CPU from a few bytes); send PNG",
+            reason=Reason.IMAGE_TOO_LARGE,
+            metadata={"limit": MAX_RLE_BMP_PIXELS},
+        )
     return image, limit
 
 
