@@ -2,9 +2,9 @@
 
 A re-encoded or slightly resized copy keeps its pHash within a few bits of the original's, so a
 linear scan of packed uint64 hashes finds exact copies before any embedding or local feature is
-looked at. A scan costs a few milliseconds per million hashes (numpy's popcount over one array;
-benchmarks/RESULTS.md), so no tree or multi-index hashing is needed at catalogue sizes; ids live in a parallel list, and removal swaps
-the last entry into the hole so both stay dense.
+looked at. A scan costs about a millisecond per million hashes (numpy's popcount over one array;
+benchmarks/RESULTS.md), so no tree or multi-index hashing is needed at catalogue sizes. Ids live in
+a parallel list, and removal swaps the last entry into the hole so both stay dense.
 """
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ import numpy as np
 
 
 def hamming(a: int, b: np.ndarray) -> np.ndarray:
-    """Bit distances between the hash `a` and each uint64 of `b`, as uint8 (0..64)."""
+    """Bit distances (0..64) between the hash `a` and each uint64 of `b`; as int64, not numpy's uint8,
+    so that a caller's arithmetic on them cannot wrap around."""
     assert b.dtype == np.uint64, f"hashes are uint64, got {b.dtype}"
-    return np.bitwise_count(b ^ np.uint64(a))
+    return np.bitwise_count(b ^ np.uint64(a)).astype(np.int64)
 
 
 class HashIndex:

@@ -10,9 +10,9 @@ coordinates and composed with the flip afterwards. A fit is refused when its sca
 inliers huddle in a speck of the original (a shared logo or glyph, not a shared picture).
 
 Speed: the descriptors of the query (and of its mirror image) meet those of every candidate in one
-matrix product (RootSIFT dot products are Hellinger similarities), so numpy's BLAS does the heavy
-part on all cores; RANSAC runs only for candidates with MIN_MATCHES ratio-test matches, which
-unrelated candidates seldom reach. Figures: benchmarks/RESULTS.md.
+matrix product (RootSIFT dot products are Hellinger similarities), and two reductions over it find
+each descriptor's two nearest per candidate; RANSAC runs only for candidates with MIN_MATCHES
+ratio-test matches, which unrelated candidates seldom reach. Figures: benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def verify_many(query: Fingerprint, candidates: Sequence[Fingerprint | None]) ->
     """`verify` for each candidate (None for a missing one), with one matrix product per chunk of them."""
     attempts = [(query.features, False)] + ([(query.mirrored, True)] if query.mirrored is not None else [])
     attempts = [(features, mirrored) for features, mirrored in attempts if len(features) >= MIN_MATCHES]
-    usable = [i for i, candidate in enumerate(candidates) if candidate is not None and len(candidate.features) >= MIN_MATCHES]
+    usable = [i for i, c in enumerate(candidates) if c is not None and len(c.features) >= MIN_MATCHES]
     results: list[Match | None] = [None] * len(candidates)
     if not attempts or not usable:
         return results
@@ -93,7 +93,9 @@ def _nearest(stored: list[LocalFeatures], queries: np.ndarray) -> tuple[np.ndarr
     padded = np.zeros((len(stored), longest, DESCRIPTOR_SIZE), np.float32)
     for column, features in enumerate(stored):
         padded[column, : len(features)] = features.descriptors
-    similarity = queries @ padded.reshape(-1, DESCRIPTOR_SIZE).T  # (queries, candidates x longest)
+    # (queries, candidates x longest). cv2.gemm runs on one thread; numpy's matmul would hand the product
+    # to OpenBLAS's threads, which on 2 busy cores measured slower (benchmarks/RESULTS.md).
+    similarity = cv2.gemm(queries, padded.reshape(-1, DESCRIPTOR_SIZE), 1.0, None, 0.0, flags=cv2.GEMM_2_T)
     similarity = similarity.reshape(len(queries), len(stored), longest)
     nearest = similarity.argmax(axis=2)  # (queries, candidates)
     best = np.take_along_axis(similarity, nearest[..., None], axis=2)[..., 0]
@@ -111,7 +113,12 @@ def _one_to_one(query_index: np.ndarray, candidate_index: np.ndarray) -> tuple[n
 
 
 def _fit(
-    query: Fingerprint, features: LocalFeatures, mirrored: bool, candidate: Fingerprint, query_index: np.ndarray, candidate_index: np.ndarray
+    query: Fingerprint,
+    features: LocalFeatures,
+    mirrored: bool,
+    candidate: Fingerprint,
+    query_index: np.ndarray,
+    candidate_index: np.ndarray,
 ) -> Match | None:
     """RANSAC on the matches of one set of query features to one candidate, then sanity checks."""
     if len(query_index) < MIN_MATCHES:

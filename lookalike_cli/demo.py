@@ -3,8 +3,9 @@
 Trains the default autoencoder, exports it into a model repository, starts the encoder and search
 services as real processes, indexes the training pictures as files (4,000 digits written as PNGs, or
 your folder's own files), queries with the held-out pictures by image, and compares the precision@10
-(same digit, or same sub-folder, = relevant) with raw pixels searched the same way. Leaves contact
-sheets to look at, and stops its processes whatever happens.
+(same digit, or same sub-folder, = relevant) with raw pixels searched the same way, then sends edited
+copies of indexed pictures to FindCopies and counts how many find their original first. Leaves
+contact sheets to look at, and stops its processes whatever happens.
 """
 
 from __future__ import annotations

@@ -7,8 +7,13 @@ The stages (docs/copy-detection.md has the measurements behind them):
 2. geometric verification: the query's local features, as is and mirrored, against each
    candidate's stored ones (ratio test, RANSAC), outside the collection's lock;
 3. a verdict per candidate from the collection's calibrated thresholds (copy_detection.verdict),
-   saying which evidence decided; a query too small or flat for local features leaves it to the
-   hash and the embedding;
+   saying which evidence decided; a query too small or flat for local features (or a candidate
+   stored as a bare vector) leaves it to the hash and the embedding. A query WITH features and a
+   flat candidate is not called a copy on the embedding alone: on the colour set a cat photo's
+   embedding was within 0.95 of flat flags, and geometry, not a cosine, is what a copy verdict
+   must rest on when there is any;
+   copies are ranked by verdict, then by the strength of the evidence (hash, local features,
+   embedding), then by its score;
 4. for the copies kept: the matched region both ways, what was edited in numbers, and on request
    the picture of it (copy_detection.edit_picture), drawn from the stored thumbnails.
 """
@@ -23,12 +28,13 @@ from PIL import Image
 
 from copy_detection.edit_picture import EditSummary, edit_picture_png, summarise
 from copy_detection.features import Fingerprint
-from copy_detection.verdict import Decision, Verdict, decide
+from copy_detection.verdict import Decision, Evidence, Verdict, decide
 from copy_detection.verification import Match, verify_many
 from search_service.collection import Collection, CopyCandidate, TagFilter
 
 HASH_CANDIDATE_DISTANCE = 12  # bits of 64: wider than an exact copy's, so near copies get verified too
 _RANK = {Verdict.EXACT_COPY: 3, Verdict.EDITED_COPY: 2, Verdict.SIMILAR: 1, Verdict.UNRELATED: 0}
+_STRENGTH = {Evidence.HASH: 2, Evidence.LOCAL_FEATURES: 1, Evidence.EMBEDDING: 0}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,14 +92,14 @@ def find_copies(collection: Collection, query: CopyQuery, options: CopyOptions) 
             hash_distance=candidate.hash_distance,
             match=match,
             embedding_score=candidate.hit.score if cosine else None,
-            featureless=featureless or original is None or original.featureless,
+            featureless=featureless or original is None,
             thresholds=spec.copy_thresholds,
         )
         if decision.verdict in (Verdict.EXACT_COPY, Verdict.EDITED_COPY) or (
             options.include_similar and decision.verdict == Verdict.SIMILAR
         ):
             found.append((candidate, original, match, decision))
-    found.sort(key=lambda entry: (_RANK[entry[3].verdict], entry[3].score), reverse=True)
+    found.sort(key=lambda entry: (_RANK[entry[3].verdict], _STRENGTH[entry[3].evidence], entry[3].score), reverse=True)
     if options.earliest_first:  # stable: equal timestamps keep the evidence order
         found.sort(key=lambda entry: (entry[0].hit.timestamp == 0, entry[0].hit.timestamp))
     copies = [_described(entry, fingerprint, options.edit_pictures) for entry in found[: options.k]]

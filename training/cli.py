@@ -247,8 +247,10 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
         "The study: trains (or reuses) every architecture and baseline, exports each to ONNX, measures "
         "reconstruction MSE, retrieval mAP and precision@10, copy-detection recall@1 per held-out copy edit "
         "and for mixes of three, self-retrieval, size, training time and ONNX throughput, next to pHash and "
-        "a 32x32 thumbnail on the same pictures, and writes REPORTS/<dataset>/README.md with the table and "
-        "plots. About 20 minutes on the digits on 2 CPU cores; a second run reuses the checkpoints."
+        "a 32x32 thumbnail on the same pictures; then the whole copy pipeline (pHash and embedding candidates, "
+        "local-feature verification, verdicts) with the best model, its thresholds calibrated; and writes "
+        "REPORTS/<dataset>/README.md with the tables and plots. About 20 minutes on the digits on 2 CPU cores; "
+        "a second run reuses the checkpoints."
     )
     parser.add_argument(
         "--data",
@@ -267,6 +269,18 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--retrain", action="store_true", help="train again even when a matching checkpoint exists")
     parser.add_argument("--threads", type=int, default=2, help="torch and ONNX Runtime threads " + DEFAULTS_NOTE)
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (e.g. in CI logs)")
+    copies = parser.add_argument_group(
+        "finding copies",
+        "the whole copy pipeline (pHash and embedding candidates, local-feature verification, verdicts) with one "
+        "embedding model; its thresholds calibrated on half the queries and reported on the other half",
+    )
+    copies.add_argument(
+        "--copies-model", metavar="ROW", help="the embedding model (default: the best trained model by copy recall@1)"
+    )
+    copies.add_argument(  # default: copy_pipeline.CANDIDATES, not imported here (it imports torch)
+        "--copy-candidates", type=int, default=50, metavar="N", help="the embedding's top N verified per query " + DEFAULTS_NOTE
+    )
+    copies.add_argument("--no-copy-pipeline", action="store_true", help="measure the embeddings only")
 
 
 def run_eval(args: argparse.Namespace) -> Path:
@@ -286,21 +300,52 @@ def run_eval(args: argparse.Namespace) -> Path:
         threads=args.threads,
         progress=not args.no_progress,
     )
+    if args.copies_model and args.only and args.copies_model not in args.only:  # say so before the study, not after
+        raise SystemExit(f"lookalike eval: --copies-model {args.copies_model} is not among the rows run (--only)")
     started = time.perf_counter()
     try:
         rows, study = run_study(options)
     except ValueError as error:  # an unknown --only row, a folder without classes: say it, no traceback
         raise SystemExit(f"lookalike eval: {error}") from None
+    copies = None if args.no_copy_pipeline else _find_copies(rows, study, args)
     command = ["lookalike", *args.argv]  # as a reader would retype it
-    readme = write_report(rows, study, report_dir(options), command, time.perf_counter() - started)
+    readme = write_report(rows, study, report_dir(options), command, time.perf_counter() - started, copies)
     for row in rows:
         m = row.metrics
         print(
             f"{row.entry.name:22} mAP {m['map']:.3f}  P@10 {m['precision_at_10']:.3f}  "
             f"copy R@1 {m['copy_recall_at_1']:.3f}  self R@1 {m['self_recall_at_1']:.3f}  test MSE {m['test_mse']:.4f}"
         )
+    if copies is not None:
+        m = copies.measures
+        print(
+            f"copy pipeline ({copies.model}): R@1 {m['recall_at_1']:.3f}  copy verdicts: precision "
+            f"{m['copy_precision']:.3f} recall {m['copy_recall']:.3f}  false copies {m['false_copy_rate']:.3f}  "
+            f"verify p50 {m['verify_ms_p50']:.1f} ms"
+        )
     print(f"report: {readme}")
     return readme
+
+
+def _find_copies(rows: list, study, args: argparse.Namespace):
+    """The copy pipeline's measures with the model named by --copies-model, else the best trained one;
+    None when no row has an embedding model (reference tools only)."""
+    from training.copy_calibration import evaluate
+    from training.copy_pipeline import PipelineOptions
+    from training.report import best_row
+
+    if args.copies_model is None:
+        row = best_row(rows)
+    else:
+        row = next((r for r in rows if r.entry.name == args.copies_model), None)
+        if row is None or row.version_dir is None:
+            raise SystemExit(
+                f"lookalike eval: --copies-model {args.copies_model} is not an embedding model among the rows run"
+            )
+    if row is None:
+        return None
+    options = PipelineOptions(args.copy_candidates, args.quick, args.threads, not args.no_progress)
+    return evaluate(row, study, options)
 
 
 def _key_values(items: list[str], flag: str) -> dict:

@@ -6,6 +6,7 @@
     copy_detection.png      one copy per edit, its original, and the best model's first matches
     copy_recall_by_edit.png copy recall@1 per edit: the best model next to the tools people use
     embedding_size.png      mAP and copy recall@1 against embedding size
+    copy_verdicts.png       the whole copy pipeline: precision against recall of its verdicts (copy_report.py)
 
 The README also sets the best trained model against the tools people use today (pHash, a 32x32
 thumbnail, the colour histogram) on the bars of issue 8.
@@ -31,6 +32,8 @@ from training.machine import describe as describe_machine  # noqa: E402
 from encoder_service.onnx_model import OnnxModel  # noqa: E402
 from lookalike.contact_sheet import Tile, render  # noqa: E402
 from lookalike.preprocessing import to_image  # noqa: E402
+from training import copy_report  # noqa: E402
+from training.copy_calibration import PipelineStudy  # noqa: E402
 from training.copy_edits import MIX  # noqa: E402
 from training.retrieval_metrics import nearest_neighbors  # noqa: E402
 from training.study import COPY_EDITS, Row, StudyData  # noqa: E402
@@ -66,8 +69,11 @@ def best_row(rows: list[Row], max_dim: int = BAR_DIM) -> Row | None:
     return max(trained or models, key=lambda r: r.metrics["copy_recall_at_1"], default=None)
 
 
-def write_report(rows: list[Row], study: StudyData, directory: Path, command: list[str], seconds: float) -> Path:
-    """Writes everything into `directory`; returns the README path."""
+def write_report(
+    rows: list[Row], study: StudyData, directory: Path, command: list[str], seconds: float, copies: PipelineStudy | None = None
+) -> Path:
+    """Writes everything into `directory`, with the section on the whole copy pipeline when `copies`
+    is given; returns the README path."""
     directory.mkdir(parents=True, exist_ok=True)
     best = best_row(rows)
     pictures = {
@@ -77,6 +83,7 @@ def write_report(rows: list[Row], study: StudyData, directory: Path, command: li
         "copy_detection.png": None if best is None else _copy_detection(best, study),
         "copy_recall_by_edit.png": _recall_by_edit(rows, best),
         "embedding_size.png": _embedding_size(rows),
+        copy_report.PICTURE: None if copies is None else copy_report.figure(copies),
     }
     written = []
     for name, picture in pictures.items():
@@ -99,13 +106,15 @@ def write_report(rows: list[Row], study: StudyData, directory: Path, command: li
         "run": run,
         "rows": [{"name": r.entry.name, "group": r.entry.group, "reused": r.reused, **r.metrics} for r in rows],
     }
+    if copies is not None:
+        results["copy_pipeline"] = copy_report.results(copies)
     (directory / "results.json").write_text(json.dumps(results, indent=2, default=float) + "\n")
     readme = directory / "README.md"
-    readme.write_text(_markdown(rows, best, study, run, written))
+    readme.write_text(_markdown(rows, best, study, run, [n for n in written if n != copy_report.PICTURE], copies))
     return readme
 
 
-def _markdown(rows: list[Row], best: Row | None, study: StudyData, run: dict, pictures: list[str]) -> str:
+def _markdown(rows: list[Row], best: Row | None, study: StudyData, run: dict, pictures: list[str], copies: PipelineStudy | None) -> str:
     data, split = study.dataset, study.split
     spec = data.spec
     lines = [
@@ -147,6 +156,7 @@ def _markdown(rows: list[Row], best: Row | None, study: StudyData, run: dict, pi
         lines.append("")
     lines += _robustness(rows)
     lines += _against_the_tools(rows, best)
+    lines += [] if copies is None else copy_report.section(copies)
     lines += [f"![{name}]({name})" for name in pictures]
     return "\n".join(lines) + "\n"
 

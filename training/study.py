@@ -10,6 +10,9 @@ an edited copy of one indexed picture (training/copy_edits.py: Pillow edits of t
 a fixed seed) searched among all indexed pictures: recall@1 for each edit alone and for mixes of
 three, and micro-AP on the mixes; self-retrieval, the share of unedited indexed pictures that find
 themselves first; embedding size; parameters; training time; ONNX throughput.
+
+The whole copy pipeline (pHash and embedding candidates, local features, verdicts) is measured on the
+same copies afterwards, for one model: training/copy_pipeline.py and training/copy_calibration.py.
 """
 
 from __future__ import annotations
@@ -117,15 +120,15 @@ def prepare_data(options: StudyOptions) -> StudyData:
     indexed = split.train_val
     count = min(QUICK_COPIES if options.quick else COPY_QUERIES, len(indexed))
     sources = np.random.default_rng(COPY_SEED).choice(len(indexed), count, replace=False)  # (Q,)
-    originals = [_picture(data, i) for i in indexed[sources]]
+    originals = [original_picture(data, i) for i in indexed[sources]]
     edits = tqdm(COPY_EDITS, desc="copy edits", unit="edit", disable=not options.progress)
     copies = {edit: _copies(originals, edit, data.spec) for edit in edits}
     pictures = tqdm(range(len(data)), desc="reference tools", unit="picture", disable=not options.progress)
-    tool_vectors = _tool_vectors((_picture(data, i) for i in pictures), data.spec)
+    tool_vectors = _tool_vectors((original_picture(data, i) for i in pictures), data.spec)
     return StudyData(data, split, sources, copies, tool_vectors)
 
 
-def _picture(data: Dataset, index: int) -> Image.Image:
+def original_picture(data: Dataset, index: int) -> Image.Image:
     """The decoded original of picture `index`, at most MAX_SIDE pixels a side."""
     if data.paths is None:  # the digits have no files: their pixels are the originals
         return to_image(data.images[index], data.spec)
@@ -188,8 +191,8 @@ def _run_entry(entry: Entry, study: StudyData, root: Path, options: StudyOptions
         checkpoint = load_checkpoint(checkpoint_path)
     version_dir = _exported(checkpoint_path, root / "models", entry.name)
     model = OnnxModel(version_dir, ["CPUExecutionProvider"], intra_op_threads=options.threads)
-    copies = {edit: _embed(model, study.copy_inputs(edit)) for edit in COPY_EDITS}
-    metrics = {**_measure(_embed(model, study.dataset.images), copies, model.card.metric, study), **_mse(checkpoint.metrics)}
+    copies = {edit: embed(model, study.copy_inputs(edit)) for edit in COPY_EDITS}
+    metrics = {**_measure(embed(model, study.dataset.images), copies, model.card.metric, study), **_mse(checkpoint.metrics)}
     metrics["embedding_dim"] = model.card.embedding_dim
     metrics["parameters"] = _parameters(checkpoint.model)
     metrics["train_seconds"] = checkpoint.metrics.get("train_seconds", float("nan"))
@@ -231,7 +234,7 @@ def _parameters(model: torch.nn.Module) -> int:
     return sum(t.numel() for t in tensors)
 
 
-def _embed(model: OnnxModel, images, batch: int = 512) -> np.ndarray:
+def embed(model: OnnxModel, images, batch: int = 512) -> np.ndarray:
     """(N, D) vectors of model inputs (N, C, H, W): an array or a Dataset's `images`."""
     return np.concatenate([model.embed(images[s : s + batch]) for s in range(0, len(images), batch)])
 
