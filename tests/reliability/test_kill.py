@@ -20,11 +20,14 @@ from tests.reliability.crash_writer import SPEC, batch_ids, fingerprints, timest
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNS = int(os.environ.get("LOOKALIKE_CHAOS_RUNS", "6"))  # `make chaos` runs more
+# Acknowledgements each run waits for before its random delay: on a loaded machine a writer may
+# manage only a few writes in 0.4 s, and a run that kills before any snapshot tests little.
+WARM_UP_WRITES = 20
 
 
 def run_and_kill(data_dir: Path, run: int, after_seconds: float) -> list[str]:
-    """Starts a writer, kills it with SIGKILL `after_seconds` after its first acknowledgement;
-    returns every acknowledgement it printed."""
+    """Starts a writer, kills it with SIGKILL `after_seconds` after its WARM_UP_WRITES-th
+    acknowledgement; returns every acknowledgement it printed."""
     writer = subprocess.Popen(
         [sys.executable, "-m", "tests.reliability.crash_writer", str(data_dir), str(run)],
         cwd=ROOT,
@@ -32,17 +35,18 @@ def run_and_kill(data_dir: Path, run: int, after_seconds: float) -> list[str]:
         text=True,
     )
     lines: list[str] = []
-    first = threading.Event()
+    warm = threading.Event()
 
     def read() -> None:
         for line in writer.stdout:
             lines.append(line.split("\n")[0])
-            first.set()
+            if len(lines) >= WARM_UP_WRITES:
+                warm.set()
 
     reader = threading.Thread(target=read)
     reader.start()
     try:
-        assert first.wait(30), "the writer acknowledged nothing"
+        assert warm.wait(60), f"the writer acknowledged {len(lines)} writes in 60 s"
         time.sleep(after_seconds)
     finally:
         os.kill(writer.pid, signal.SIGKILL)
