@@ -111,7 +111,10 @@ def edit_picture(query: Image.Image, original: Image.Image, query_size: tuple[in
                  query_to_original: np.ndarray) -> Image.Image:
     """The three panels and the legend (RGB). `query`, `original`: thumbnails of pictures whose full sizes
     are `query_size`, `original_size` (w, h); `query_to_original`: (2, 3) affine map of full-size pixels."""
-    comparison = _compare(query, original, query_size, original_size, query_to_original)
+    return _figure(_compare(query, original, query_size, original_size, query_to_original))
+
+
+def _figure(comparison: _Comparison) -> Image.Image:
     panels = [
         ("original: the copy's part outlined", _original_panel(comparison)),
         ("copy", comparison.copy),
@@ -134,10 +137,16 @@ def edit_picture(query: Image.Image, original: Image.Image, query_size: tuple[in
 def edit_picture_png(query: Image.Image, original: Image.Image, query_size: tuple[int, int],
                      original_size: tuple[int, int], query_to_original: np.ndarray) -> bytes:
     """`edit_picture` encoded as PNG, for an API answer."""
+    return summary_and_png(query, original, query_size, original_size, query_to_original)[1]
+
+
+def summary_and_png(query: Image.Image, original: Image.Image, query_size: tuple[int, int],
+                    original_size: tuple[int, int], query_to_original: np.ndarray) -> tuple[EditSummary, bytes]:
+    """`summarise` and `edit_picture_png` from one comparison (same arguments), for an answer that has both."""
+    comparison = _compare(query, original, query_size, original_size, query_to_original)
     buffer = io.BytesIO()
-    picture = edit_picture(query, original, query_size, original_size, query_to_original)
-    picture.save(buffer, format="PNG", optimize=True)
-    return buffer.getvalue()
+    _figure(comparison).save(buffer, format="PNG", optimize=True)
+    return comparison.summary, buffer.getvalue()
 
 
 def _compare(query: Image.Image, original: Image.Image, query_size: tuple[int, int], original_size: tuple[int, int],

@@ -72,6 +72,11 @@ def sheet(query: bytes, response: search_pb2.FindCopiesResponse) -> Image.Image:
         tiles.append(contact_sheet.Tile(original, caption))
     parts = [contact_sheet.render([tiles])]
     parts += [Image.open(io.BytesIO(copy.edit_picture_png)).convert("RGB") for copy in response.copies if copy.edit_picture_png]
+    return stacked(parts)
+
+
+def stacked(parts: list[Image.Image]) -> Image.Image:
+    """The pictures one under the other, left-aligned, on white."""
     figure = Image.new("RGB", (max(p.width for p in parts), sum(p.height for p in parts)), "white")
     top = 0
     for part in parts:

@@ -126,12 +126,7 @@ def _find_copies(search: SearchClient, collection: str, index_dir: Path, out: Pa
         if n < SHEET_COPIES:
             sheets.append(copies.sheet(buffer.getvalue(), response))
     print(f"      the original came back first for {found} of {len(picks)}; verdicts: {verdicts}")
-    figure = Image.new("RGB", (max(s.width for s in sheets), sum(s.height for s in sheets)), "white")
-    top = 0
-    for part in sheets:
-        figure.paste(part, (0, top))
-        top += part.height
-    figure.save(out)
+    copies.stacked(sheets).save(out)
     print(f"      {out} (each copy, the original with the matched region, and what the copy edited)")
 
 

@@ -26,7 +26,7 @@ import io
 import numpy as np
 from PIL import Image
 
-from copy_detection.edit_picture import EditSummary, edit_picture_png, summarise
+from copy_detection.edit_picture import EditSummary, summarise, summary_and_png
 from copy_detection.features import Fingerprint
 from copy_detection.verdict import Decision, Evidence, Verdict, decide
 from copy_detection.verification import Match, verify_many
@@ -117,8 +117,8 @@ def _described(entry, query: Fingerprint | None, with_picture: bool) -> FoundCop
         (original.width, original.height),
         match.query_to_original,
     )
-    picture = edit_picture_png(*arguments) if with_picture else b""
-    return FoundCopy(candidate, decision, match, summarise(*arguments), picture)
+    summary, picture = summary_and_png(*arguments) if with_picture else (summarise(*arguments), b"")
+    return FoundCopy(candidate, decision, match, summary, picture)
 
 
 def _thumbnail(fingerprint: Fingerprint) -> Image.Image:
