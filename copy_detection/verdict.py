@@ -52,9 +52,16 @@ class Thresholds:
     embedding_similar: float = 0.8
 
     def __post_init__(self) -> None:
-        assert 0 <= self.exact_hash_distance <= 64, "a pHash distance is 0..64 bits"
-        assert self.edited_inliers >= 3, "fewer than 3 inliers do not pin down a similarity transform"
-        assert -1 <= self.embedding_similar <= self.embedding_copy <= 1, "cosines, similar at most copy"
+        """ThresholdError naming the first threshold out of its range."""
+        if not 0 <= self.exact_hash_distance <= 64:
+            raise ThresholdError("exact_hash_distance", f"a pHash distance, 0..64 bits, got {self.exact_hash_distance}")
+        if self.edited_inliers < 3:
+            raise ThresholdError("edited_inliers", f"at least 3 (fewer do not pin down a similarity), got {self.edited_inliers}")
+        for name in ("embedding_similar", "embedding_copy"):
+            if not -1 <= getattr(self, name) <= 1:
+                raise ThresholdError(name, f"a cosine, -1..1, got {getattr(self, name)}")
+        if self.embedding_copy < self.embedding_similar:
+            raise ThresholdError("embedding_copy", f"at least embedding_similar ({self.embedding_similar}), got {self.embedding_copy}")
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -62,7 +69,7 @@ class Thresholds:
     @classmethod
     def from_json(cls, fields: dict) -> "Thresholds":
         """Thresholds from `to_json`'s dict; fields it lacks keep their defaults (older collections).
-        ValueError on unknown names, values of the wrong type, or values out of range."""
+        ValueError on unknown names, values of the wrong type, or values out of range (ThresholdError)."""
         known = {field.name: field.type for field in dataclasses.fields(cls)}
         unknown = set(fields) - set(known)
         if unknown:
@@ -71,10 +78,15 @@ class Thresholds:
             wanted = int if known[name] == "int" else (int, float)
             if isinstance(value, bool) or not isinstance(value, wanted):
                 raise ValueError(f"threshold {name} must be {known[name]}, got {value!r}")
-        try:
-            return cls(**fields)
-        except AssertionError as error:
-            raise ValueError(f"thresholds out of range: {error}") from None
+        return cls(**fields)
+
+
+class ThresholdError(ValueError):
+    """A threshold out of its range; `field` names it."""
+
+    def __init__(self, field: str, requirement: str) -> None:
+        super().__init__(f"{field} must be {requirement}")
+        self.field = field
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -271,11 +271,13 @@ class SearchClient(_Client):
         version: int = 0,
         allow_existing: bool = False,
         find_copies: bool = False,
+        copy_thresholds: Mapping[str, float] | None = None,
         timeout: float | None = None,
     ) -> search_pb2.Collection:
         """A new collection; with `allow_existing`, an existing one with these settings is returned
         instead of AlreadyExists, so a retried create is harmless. `find_copies` keeps a fingerprint
-        of every image upserted, for `find_copies()`."""
+        of every image upserted, for `find_copies()`; `copy_thresholds` (the four fields of
+        search_pb2.CopyThresholds, e.g. a file `lookalike eval` calibrated) replace the defaults."""
         request = search_pb2.CreateCollectionRequest(
             name=name,
             dimension=dimension,
@@ -283,6 +285,7 @@ class SearchClient(_Client):
             model=images_pb2.ModelRef(name=model, version=version),
             allow_existing=allow_existing,
             find_copies=find_copies,
+            copy_thresholds=None if copy_thresholds is None else search_pb2.CopyThresholds(**copy_thresholds),
         )
         return self._call(self.stub.CreateCollection, request, timeout)
 

@@ -11,6 +11,7 @@ starts fast and serving never imports torch.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -85,6 +86,13 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
         "--find-copies",
         action="store_true",
         help="a new collection keeps a fingerprint of every picture, for `lookalike query --copies` (about 20-30 KB per picture)",
+    )
+    index.add_argument(
+        "--copy-thresholds",
+        type=Path,
+        metavar="FILE",
+        help="with --find-copies: a new collection decides copies with these thresholds (JSON; `lookalike eval` writes one per "
+        "model to REPORT/copy_thresholds/MODEL.json) instead of the defaults",
     )
     index.add_argument("--tag", action="append", default=[], help="tag every item with this (repeatable)")
     index.add_argument("--no-folder-tags", action="store_true", help="do not tag items with folder:<subfolder>")
@@ -189,6 +197,17 @@ def _eval(args) -> int:
     return 0
 
 
+def _copy_thresholds(args) -> dict | None:
+    if args.copy_thresholds is None:
+        return None
+    if not args.find_copies:
+        sys.exit("lookalike index: --copy-thresholds goes with --find-copies")
+    try:
+        return json.loads(args.copy_thresholds.read_text())
+    except (OSError, ValueError) as error:
+        sys.exit(f"lookalike index: cannot read {args.copy_thresholds}: {error}")
+
+
 def _index(args) -> int:
     from lookalike.client import SearchClient
     from lookalike.errors import NotFound
@@ -200,9 +219,15 @@ def _index(args) -> int:
     with SearchClient(args.search, timeout=args.timeout, **_connection(args)) as client:
         try:  # an existing collection needs only a write token; creating one needs admin
             collection = client.get_collection(args.collection)
+            if args.copy_thresholds is not None:
+                print(f"lookalike index: {args.collection!r} exists; it keeps the copy thresholds it was made with", file=sys.stderr)
         except NotFound:
             collection = client.create_collection(
-                args.collection, model=args.model, allow_existing=True, find_copies=args.find_copies
+                args.collection,
+                model=args.model,
+                allow_existing=True,
+                find_copies=args.find_copies,
+                copy_thresholds=_copy_thresholds(args),
             )
         if collection.state == search_pb2.Collection.STATE_DAMAGED:
             sys.exit(f"lookalike index: collection {collection.name!r} is damaged ({collection.state_reason}); nothing was sent")

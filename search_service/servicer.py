@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from copy_detection.features import Fingerprint
-from copy_detection.verdict import Evidence, Thresholds, Verdict
+from copy_detection.verdict import Evidence, ThresholdError, Thresholds, Verdict
 from lookalike.errors import AlreadyExists, FailedPrecondition, Internal, InvalidArgument, NotFound, Reason
 from lookalike.model_format import METRIC_ENUM, METRIC_NAME
 from lookalike.v1 import encoder_pb2, images_pb2, search_pb2, search_pb2_grpc
@@ -255,7 +255,7 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
             metric=METRIC_NAME[metric or images_pb2.METRIC_COSINE],
             model_name=ref.name,
             model_version=int(ref.version),
-            copy_thresholds=Thresholds() if request.find_copies else None,
+            copy_thresholds=_requested_thresholds(request),
         )
 
     def _embed(
@@ -308,6 +308,7 @@ def _satisfies(existing: CollectionSpec, wanted: CollectionSpec, request: search
         and existing.model_name == wanted.model_name
         and (request.model.version == 0 or existing.model_version == wanted.model_version)
         and existing.find_copies == wanted.find_copies
+        and (not request.HasField("copy_thresholds") or existing.copy_thresholds == wanted.copy_thresholds)
     )
 
 
@@ -337,6 +338,30 @@ def _collection(info: CollectionInfo) -> search_pb2.Collection:
         find_copies=spec.find_copies,
         copy_thresholds=_thresholds(spec.copy_thresholds),
     )
+
+
+def _requested_thresholds(request: search_pb2.CreateCollectionRequest) -> Thresholds | None:
+    """The create's copy thresholds: None without find_copies, the defaults when none are sent."""
+    if not request.HasField("copy_thresholds"):
+        return Thresholds() if request.find_copies else None
+    if not request.find_copies:
+        raise InvalidArgument(
+            "copy_thresholds are for a collection with find_copies",
+            reason=Reason.REQUIRED_FIELD_MISSING,
+            field="find_copies",
+        )
+    sent = request.copy_thresholds
+    try:  # float32 on the wire: 0.95 arrives as 0.949999988, and six digits are what a caller meant
+        return Thresholds(
+            exact_hash_distance=sent.exact_hash_distance,
+            edited_inliers=sent.edited_inliers,
+            embedding_copy=round(sent.embedding_copy, 6),
+            embedding_similar=round(sent.embedding_similar, 6),
+        )
+    except ThresholdError as error:
+        raise InvalidArgument(
+            f"copy_thresholds.{error}", reason=Reason.VALUE_OUT_OF_RANGE, field=f"copy_thresholds.{error.field}"
+        ) from None
 
 
 def _thresholds(thresholds: Thresholds | None) -> search_pb2.CopyThresholds | None:

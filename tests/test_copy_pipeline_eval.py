@@ -48,6 +48,8 @@ def test_eval_measures_the_copy_pipeline_and_reports_calibrated_thresholds(tmp_p
     assert found["model"] == "colour_histogram" and found["candidates"] == 8
     thresholds = Thresholds.from_json(found["thresholds"])  # what the service's defaults are set from
     assert thresholds.to_json() == found["thresholds"]
+    written = json.loads((report / "copy_thresholds" / "colour_histogram.json").read_text())
+    assert written == found["thresholds"], "the file `lookalike index --copy-thresholds` reads holds the calibrated ones"
     reported, by_edit = found["reported"], found["by_edit"]
     assert reported["copy_queries"] > 0 and reported["non_copy_queries"] > 0
     for measures in (reported, *(by_edit[e] for e in by_edit if e != "none")):

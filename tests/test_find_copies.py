@@ -9,7 +9,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageOps
 
 from lookalike.client import ItemToUpsert
-from lookalike.errors import FailedPrecondition, InvalidArgument
+from lookalike.errors import AlreadyExists, FailedPrecondition, InvalidArgument
 from lookalike.v1 import search_pb2
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "motorcycle", "coins", "brick")
@@ -139,3 +139,37 @@ def test_fingerprints_survive_a_restart(search_settings, encoder_address):
             assert client.get_collection("news").find_copies
     finally:
         server.stop(None)
+
+
+def test_a_collection_decides_with_the_thresholds_it_was_made_with(search):
+    strict = {"exact_hash_distance": 0, "edited_inliers": 100_000, "embedding_copy": 0.999, "embedding_similar": 0.5}
+    made = search.create_collection("strict", model="tiny", find_copies=True, copy_thresholds=strict)
+    assert made.copy_thresholds.edited_inliers == 100_000 and made.copy_thresholds.embedding_copy == pytest.approx(0.999)
+    assert search.get_collection("strict").copy_thresholds.embedding_similar == pytest.approx(0.5)
+    search.create_collection("strict", model="tiny", find_copies=True, copy_thresholds=strict, allow_existing=True)
+    with pytest.raises(AlreadyExists):
+        search.create_collection("strict", model="tiny", find_copies=True, copy_thresholds={**strict, "edited_inliers": 16}, allow_existing=True)
+    search.upsert("strict", [ItemToUpsert(id="astronaut", image=encoded(photo("astronaut")))])
+    copy, _ = crop_caption_mirror(photo("astronaut"))
+    found = search.find_copies("strict", image=encoded(copy), include_similar=True)
+    assert [c.verdict for c in found.copies] == [search_pb2.VERDICT_SIMILAR], "no copy verdict below 100,000 inliers"
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"edited_inliers": 2}, "copy_thresholds.edited_inliers"),
+        ({"exact_hash_distance": 65}, "copy_thresholds.exact_hash_distance"),
+        ({"embedding_copy": 1.5}, "copy_thresholds.embedding_copy"),
+        ({"embedding_copy": 0.7, "embedding_similar": 0.8}, "copy_thresholds.embedding_copy"),
+    ],
+)
+def test_thresholds_out_of_range_are_refused_by_name(search, change, field):
+    thresholds = {"exact_hash_distance": 4, "edited_inliers": 16, "embedding_copy": 0.95, "embedding_similar": 0.8, **change}
+    with pytest.raises(InvalidArgument) as refused:
+        search.create_collection("bad", model="tiny", find_copies=True, copy_thresholds=thresholds)
+    assert [v.field for v in refused.value.field_violations] == [field]
+    assert refused.value.reason == "VALUE_OUT_OF_RANGE"
+    with pytest.raises(InvalidArgument) as refused:
+        search.create_collection("bad", model="tiny", copy_thresholds={**thresholds, **{"edited_inliers": 16}})
+    assert [v.field for v in refused.value.field_violations] == ["find_copies"]

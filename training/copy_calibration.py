@@ -26,7 +26,7 @@ from typing import Iterable
 
 import numpy as np
 
-from copy_detection.verdict import Thresholds
+from copy_detection.verdict import ThresholdError, Thresholds
 from training.copy_pipeline import COPY_VERDICTS, UNEDITED, PipelineOptions, Query, answer, gather
 from training.study import COPY_EDITS, Row, StudyData
 
@@ -187,7 +187,7 @@ def _moved(thresholds: Thresholds, name: str) -> Iterable[Thresholds]:
     for value in GRIDS[name]:
         try:
             yield dataclasses.replace(thresholds, **{name: kind(value)})
-        except AssertionError:
+        except ThresholdError:
             continue
 
 

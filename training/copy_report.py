@@ -6,7 +6,9 @@ copy_verdicts.png: precision against recall of copy verdicts as each threshold m
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import matplotlib
 
@@ -81,7 +83,8 @@ def section(found: PipelineStudy) -> list[str]:
         "",
         f"Bars (precision >= {PRECISION_BAR} at recall >= {RECALL_BAR}, false copies <= {FALSE_COPY_BAR:.0%}): **{met}**.",
         "",
-        "Thresholds (copy_detection.verdict.Thresholds; `copy_pipeline.thresholds` in results.json):",
+        f"Thresholds (copy_detection.verdict.Thresholds), also in `{thresholds_path(Path(), found.model)}`: "
+        f"`lookalike index --find-copies --copy-thresholds` that file makes a collection decide with them.",
         "",
         "| threshold | chosen | default before | how |",
         "|---|---|---|---|",
@@ -109,6 +112,18 @@ def _false_copies(found: PipelineStudy) -> list[str]:
     for f in found.false_copies:
         lines.append(f"| {f['query']} | {f['taken_for_a_copy_of']} | {', '.join(f['edits'])} | {f['inliers']} |")
     return [*lines, ""]
+
+
+def thresholds_path(directory: Path, model: str) -> Path:
+    """Where the calibrated thresholds go: what `lookalike index --copy-thresholds` reads."""
+    return directory / "copy_thresholds" / f"{model}.json"
+
+
+def write_thresholds(found: PipelineStudy, directory: Path) -> Path:
+    path = thresholds_path(directory, found.model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(found.thresholds.to_json(), indent=2) + "\n")
+    return path
 
 
 def results(found: PipelineStudy) -> dict:

@@ -108,6 +108,7 @@ def write_report(
     }
     if copies is not None:
         results["copy_pipeline"] = copy_report.results(copies)
+        copy_report.write_thresholds(copies, directory)
     (directory / "results.json").write_text(json.dumps(results, indent=2, default=float) + "\n")
     readme = directory / "README.md"
     readme.write_text(_markdown(rows, best, study, run, [n for n in written if n != copy_report.PICTURE], copies))

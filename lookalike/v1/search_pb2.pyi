@@ -82,20 +82,22 @@ class CopyThresholds(_message.Message):
     def __init__(self, exact_hash_distance: _Optional[int] = ..., edited_inliers: _Optional[int] = ..., embedding_copy: _Optional[float] = ..., embedding_similar: _Optional[float] = ...) -> None: ...
 
 class CreateCollectionRequest(_message.Message):
-    __slots__ = ("name", "dimension", "metric", "model", "allow_existing", "find_copies")
+    __slots__ = ("name", "dimension", "metric", "model", "allow_existing", "find_copies", "copy_thresholds")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DIMENSION_FIELD_NUMBER: _ClassVar[int]
     METRIC_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     ALLOW_EXISTING_FIELD_NUMBER: _ClassVar[int]
     FIND_COPIES_FIELD_NUMBER: _ClassVar[int]
+    COPY_THRESHOLDS_FIELD_NUMBER: _ClassVar[int]
     name: str
     dimension: int
     metric: _images_pb2.Metric
     model: _images_pb2.ModelRef
     allow_existing: bool
     find_copies: bool
-    def __init__(self, name: _Optional[str] = ..., dimension: _Optional[int] = ..., metric: _Optional[_Union[_images_pb2.Metric, str]] = ..., model: _Optional[_Union[_images_pb2.ModelRef, _Mapping]] = ..., allow_existing: _Optional[bool] = ..., find_copies: _Optional[bool] = ...) -> None: ...
+    copy_thresholds: CopyThresholds
+    def __init__(self, name: _Optional[str] = ..., dimension: _Optional[int] = ..., metric: _Optional[_Union[_images_pb2.Metric, str]] = ..., model: _Optional[_Union[_images_pb2.ModelRef, _Mapping]] = ..., allow_existing: _Optional[bool] = ..., find_copies: _Optional[bool] = ..., copy_thresholds: _Optional[_Union[CopyThresholds, _Mapping]] = ...) -> None: ...
 
 class GetCollectionRequest(_message.Message):
     __slots__ = ("name",)
