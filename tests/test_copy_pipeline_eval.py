@@ -57,6 +57,8 @@ def test_eval_measures_the_copy_pipeline_and_reports_calibrated_thresholds(tmp_p
         assert 0 <= measures["copy_recall"] <= measures["recall_at_1"]
     assert reported["verify_ms_p50"] > 0 and reported["candidates_p50"] >= 8
     assert by_edit["none"]["copy_queries"] == 0, "unedited pictures that are not indexed are non-copies only"
+    at_defaults = found["by_edit_at_default_thresholds"]
+    assert at_defaults.keys() == by_edit.keys() and "| R@1 at defaults |" in readme
     assert by_edit["rotation"]["candidate_recall"] >= 0.5, "a slightly turned busy picture is among the candidates"
 
 

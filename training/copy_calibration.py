@@ -58,6 +58,7 @@ class PipelineStudy:
     measures: dict[str, float]  # on the other half, with `thresholds`: the reported figures
     at_defaults: dict[str, float]  # on the other half, with `defaults`
     by_edit: dict[str, dict[str, float]]  # edit -> measures of that edit's queries, reported half
+    by_edit_at_defaults: dict[str, dict[str, float]]  # the same with `defaults`: what verification finds at all
     curves: dict[str, list[tuple[float, float, float]]]  # threshold -> (value, precision, recall), reported half
     false_copies: list[dict]  # the strongest copy verdicts on non-copies, reported half: what fools the verdict
 
@@ -70,11 +71,9 @@ def evaluate(row: Row, study: StudyData, options: PipelineOptions) -> PipelineSt
     thresholds = calibrate(fitting, defaults)
     log.info("calibrated thresholds: %s", thresholds)
     curves = {name: sweep(reported, thresholds, name) for name in CURVES if _has(name)}
-    by_edit = {
-        edit: measure([q for q in reported if q.edit == edit], thresholds)
-        for edit in (*COPY_EDITS, UNEDITED)
-        if any(q.edit == edit for q in reported)
-    }
+    edits = [edit for edit in (*COPY_EDITS, UNEDITED) if any(q.edit == edit for q in reported)]
+    by_edit = {edit: measure([q for q in reported if q.edit == edit], thresholds) for edit in edits}
+    by_edit_at_defaults = {edit: measure([q for q in reported if q.edit == edit], defaults) for edit in edits}
     return PipelineStudy(
         model=row.entry.name,
         options=options,
@@ -84,6 +83,7 @@ def evaluate(row: Row, study: StudyData, options: PipelineOptions) -> PipelineSt
         measures=measure(reported, thresholds),
         at_defaults=measure(reported, defaults),
         by_edit=by_edit,
+        by_edit_at_defaults=by_edit_at_defaults,
         curves=curves,
         false_copies=false_copies(reported, thresholds, study),
     )
