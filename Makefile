@@ -22,7 +22,13 @@ NODE_CLIENT := tests/node/node_modules/.package-lock.json
 $(NODE_CLIENT): tests/node/package-lock.json
 	cd tests/node && npm ci --no-audit --no-fund --ignore-scripts
 
-test: $(STAMP) $(NODE_CLIENT)
+# The metrics test (tests/test_metrics.py) scrapes both services with a real Prometheus: Debian's
+# package, apt-installed when missing (as root, else through sudo).
+PROMETHEUS := /usr/bin/prometheus
+$(PROMETHEUS):
+	SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); $$SUDO apt-get update && $$SUDO apt-get install -y --no-install-recommends prometheus
+
+test: $(STAMP) $(NODE_CLIENT) $(PROMETHEUS)
 	$(BIN)/python -m pytest -q
 
 # The reliability suite's long runs, figures in RELIABILITY.md (about 10 min on 2 cores): kill -9

@@ -2,10 +2,20 @@
 
 onnxruntime-gpu lists CUDA as available even where CUDA is missing; asking for
 it there logs an ERROR and silently runs on CPU. So CUDA is requested only when
-its libraries load, and callers report `session.get_providers()`, what really runs.
+its libraries load, and callers report `session.get_providers()`, what really runs
+(a model that still falls back is logged as a WARNING, reported by GetModel and
+exported as `lookalike_encoder_provider_fallback`).
+
+`pip install 'lookalike[gpu]'` brings CUDA's and cuDNN's libraries as Python
+packages (nvidia-*), which the dynamic loader does not search: they are loaded
+first, by ONNX Runtime's own `preload_dlls`, so a machine with only a driver runs
+on CUDA.
 """
 
+import contextlib
 import ctypes
+import importlib.util
+import io
 import logging
 
 import onnxruntime
@@ -29,6 +39,7 @@ def cuda_loadable() -> bool:
     cuda_version = getattr(build_and_package_info, "cuda_version", "")
     if not cuda_version:
         return False
+    _preload_python_packages()
     try:
         for library in _cuda_libraries(cuda_version):
             ctypes.CDLL(library)
@@ -47,3 +58,14 @@ def providers_for(device: str) -> list[str]:
     if device == "cuda":
         raise RuntimeError("device=cuda but the CUDA libraries ONNX Runtime needs cannot be loaded")
     return [CPU]
+
+
+def _preload_python_packages() -> None:
+    """Loads the CUDA libraries of the `gpu` extra's nvidia-* packages, when they are installed."""
+    if importlib.util.find_spec("nvidia") is None:
+        return
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):  # preload_dlls prints; this process's stdout is JSON log lines
+        onnxruntime.preload_dlls(directory="")
+    if printed.getvalue().strip():
+        log.info("CUDA libraries from Python packages", extra={"fields": {"preload": printed.getvalue().strip()}})

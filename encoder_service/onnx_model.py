@@ -15,17 +15,23 @@ from lookalike.model_format import ModelCard
 class OnnxModel:
     """Encoder (and decoder) sessions of `models/<name>/<version>/`; thread-safe, as ORT sessions are."""
 
-    def __init__(self, version_dir: Path, providers: list[str], intra_op_threads: int = 0) -> None:
+    def __init__(self, version_dir: Path, providers: list[str], intra_op_threads: int = 0, *, spinning: bool = True) -> None:
+        """`spinning` False stops idle intra-op threads from spinning, for a process whose other
+        threads need the cores (encoder_service/thread_plan.py)."""
         self.version_dir = version_dir
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = intra_op_threads
+        if not spinning:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         encoder_path, decoder_path = version_dir / model_format.ENCODER_FILE, version_dir / model_format.DECODER_FILE
         self.encoder = onnxruntime.InferenceSession(str(encoder_path), options, providers=providers)
         self.decoder = (
             onnxruntime.InferenceSession(str(decoder_path), options, providers=providers) if decoder_path.exists() else None
         )
         self.card = _read_card(self.encoder, version_dir)
+        # What runs, not what was asked: ONNX Runtime falls back to CPU when CUDA fails to start.
         self.execution_provider = self.encoder.get_providers()[0]
+        self.requested_provider = providers[0]
         self._check_shapes()
 
     def embed(self, images: np.ndarray) -> np.ndarray:

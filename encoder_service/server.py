@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 
 import grpc
 
-from encoder_service.execution_providers import providers_for
+from encoder_service.batching import ModelQueue
+from encoder_service.decoding import DecodePool
+from encoder_service.execution_providers import CPU, providers_for
 from encoder_service.model_repository import ModelRepository
+from encoder_service.onnx_model import OnnxModel
 from encoder_service.servicer import EncoderServicer
 from encoder_service.settings import EncoderSettings
+from encoder_service.thread_plan import ThreadPlan
 from server_toolkit import auth, grpc_server, load_limits
 from lookalike.v1 import encoder_pb2, encoder_pb2_grpc
 
@@ -18,8 +23,10 @@ log = logging.getLogger(__name__)
 
 SERVICE = encoder_pb2.DESCRIPTOR.services_by_name["Encoder"]
 SERVICE_NAMES = [SERVICE.full_name]
-# What a token must grant for each method (docs/security.md); every method is read-only here.
-PERMISSIONS = auth.method_permissions(SERVICE, read=["Embed", "Reconstruct", "GetModel", "ListModels"])
+# What a token must grant for each method (docs/security.md): reading, or changing what is served.
+PERMISSIONS = auth.method_permissions(
+    SERVICE, read=["Embed", "EmbedStream", "Reconstruct", "GetModel", "ListModels"], admin=["LoadModel", "UnloadModel"]
+)
 
 
 class _RepositoryWatcher(threading.Thread):
@@ -41,7 +48,7 @@ class _RepositoryWatcher(threading.Thread):
 
 def create_server(settings: EncoderSettings) -> tuple[grpc.Server, int]:
     """Loads the models and builds the server (not started); returns it with its bound port."""
-    server, port, _, _ = _build(settings)
+    server, port, *_ = _build(settings)
     return server, port
 
 
@@ -50,10 +57,13 @@ def serve(settings: EncoderSettings) -> None:
     # budget bounds what is in use but not the process (server_toolkit/load_limits.py).
     if not load_limits.map_large_allocations():
         log.warning("not glibc: freed picture buffers may stay in the process's heaps")
-    server, port, health, in_flight = _build(settings)
+    server, port, health, in_flight, repository, decoders = _build(settings)
+    grpc_server.serve_metrics(settings, settings.metrics_port)
     server.start()
     log.info("encoder service listening", extra={"fields": {"port": port}})
     grpc_server.run_until_signalled(server, health, in_flight, settings.grace_seconds)
+    repository.close()
+    decoders.shutdown()
 
 
 def _build(settings: EncoderSettings):
@@ -66,14 +76,31 @@ def _build(settings: EncoderSettings):
         max_concurrent_rpcs=settings.max_concurrent_rpcs,
         max_inflight_bytes=settings.max_inflight_bytes,
     )
+    providers = providers_for(settings.device)
+    threads = ThreadPlan.choose(settings.intra_op_threads, settings.decode_threads, gpu=providers[0] != CPU)
+    log.info("threads", extra={"fields": dataclasses.asdict(threads)})
+
+    def queue_for(model: OnnxModel) -> ModelQueue:
+        return ModelQueue(
+            model,
+            enabled=settings.dynamic_batching,
+            max_batch=settings.max_model_batch,
+            max_delay_seconds=settings.max_queue_delay_ms / 1000,
+            max_images=settings.max_queue_images,
+        )
+
     repository = ModelRepository(
         settings.model_repository,
-        providers_for(settings.device),
-        settings.intra_op_threads,
-        settings.default_model,
+        providers,
+        queue_for,
+        intra_op_threads=threads.intra_op_threads,
+        default_model=settings.default_model,
+        keep_versions=settings.keep_versions,
+        warm_up_batch=settings.max_model_batch,
     )
     repository.refresh()
-    encoder_pb2_grpc.add_EncoderServicer_to_server(EncoderServicer(repository, settings), server)
+    decoders = DecodePool(threads.decode_threads, settings.max_image_pixels)
+    encoder_pb2_grpc.add_EncoderServicer_to_server(EncoderServicer(repository, settings, decoders), server)
     health = grpc_server.add_health_and_reflection(server, SERVICE_NAMES, reflection_on=settings.reflection)
     grpc_server.set_serving(health, SERVICE_NAMES, bool(repository.all()))
     if not repository.all():
@@ -82,4 +109,4 @@ def _build(settings: EncoderSettings):
         watcher = _RepositoryWatcher(repository, health, settings.refresh_seconds)
         watcher.start()
     port = grpc_server.bind(server, settings, settings.port)
-    return server, port, health, in_flight
+    return server, port, health, in_flight, repository, decoders

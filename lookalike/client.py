@@ -14,7 +14,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -26,6 +26,7 @@ from lookalike.errors import from_rpc_error
 from lookalike.v1 import encoder_pb2, encoder_pb2_grpc, images_pb2, search_pb2, search_pb2_grpc
 
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+_FLOAT32_LE = np.dtype("<f4")  # packed tensors and embeddings (Tensor.packed_values, EmbedResponse.packed_embeddings)
 
 ImageInput = bytes | np.ndarray  # encoded file bytes, or a preprocessed (C, H, W) float32 tensor
 ModelInput = images_pb2.ModelRef | tuple[str, int]  # ("digits", 2) or the ModelRef an embed returned
@@ -88,18 +89,21 @@ class _CallDetails(
     pass
 
 
-class _BearerToken(grpc.UnaryUnaryClientInterceptor):
-    """Adds the authorization metadata to every call; every Lookalike RPC and health Check is unary."""
+class _BearerToken(grpc.UnaryUnaryClientInterceptor, grpc.StreamStreamClientInterceptor):
+    """Adds the authorization metadata to every call: the unary ones and the streams (EmbedStream)."""
 
     def __init__(self, token: str) -> None:
         self._header = ("authorization", f"Bearer {token}")
 
     def intercept_unary_unary(self, continuation, details, request):
+        return continuation(self._with_token(details), request)
+
+    def intercept_stream_stream(self, continuation, details, request_iterator):
+        return continuation(self._with_token(details), request_iterator)
+
+    def _with_token(self, details) -> _CallDetails:
         metadata = [*(details.metadata or ()), self._header]
-        return continuation(
-            _CallDetails(details.method, details.timeout, metadata, details.credentials, details.wait_for_ready, details.compression),
-            request,
-        )
+        return _CallDetails(details.method, details.timeout, metadata, details.credentials, details.wait_for_ready, details.compression)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,10 +157,18 @@ def model_ref(model: ModelInput | None) -> images_pb2.ModelRef | None:
 
 
 def to_image_message(image: ImageInput) -> images_pb2.Image:
+    """Encoded bytes as they are; an array as a tensor of packed little-endian float32."""
     if isinstance(image, (bytes, bytearray)):
         return images_pb2.Image(encoded=bytes(image))
-    array = np.asarray(image, dtype=np.float32)
-    return images_pb2.Image(tensor=images_pb2.Tensor(shape=array.shape, values=array.ravel().tolist()))
+    array = np.asarray(image, dtype=_FLOAT32_LE)
+    return images_pb2.Image(tensor=images_pb2.Tensor(shape=array.shape, packed_values=array.tobytes()))
+
+
+def embeddings_of(response: encoder_pb2.EmbedResponse) -> np.ndarray:
+    """(N, D) float32 embeddings of an EmbedResponse, packed or as repeated floats."""
+    if response.packed_embeddings:
+        return np.frombuffer(response.packed_embeddings, dtype=_FLOAT32_LE).reshape(-1, response.embedding_dim).astype(np.float32)
+    return np.array([list(e.values) for e in response.embeddings], dtype=np.float32)
 
 
 def to_embedding(vector: np.ndarray | Sequence[float], model: ModelInput | None = None) -> images_pb2.Embedding:
@@ -230,11 +242,22 @@ class EncoderClient(_Client):
         self, images: Sequence[ImageInput], model: str = "", version: int = 0, *, timeout: float | None = None
     ) -> Embedded:
         """(N, D) float32 embeddings of `images`, and the exact model that made them."""
-        request = encoder_pb2.EmbedRequest(
-            model=images_pb2.ModelRef(name=model, version=version), images=[to_image_message(i) for i in images]
-        )
-        response = self._call(self.stub.Embed, request, timeout)
-        return Embedded(np.array([list(e.values) for e in response.embeddings], dtype=np.float32), response.model)
+        response = self._call(self.stub.Embed, _embed_request(images, model, version), timeout)
+        return Embedded(embeddings_of(response), response.model)
+
+    def embed_stream(
+        self, batches: Iterable[Sequence[ImageInput]], model: str = "", version: int = 0, *, timeout: float | None = None
+    ) -> Iterator[Embedded]:
+        """The embeddings of each batch, in order, over one EmbedStream: for large jobs, where a call
+        per batch would wait for each answer before sending the next. `timeout` bounds the whole
+        stream (default: none). A refused batch raises its error after the batches before it
+        (`metadata["request"]` is its index)."""
+        requests = (encoder_pb2.EmbedStreamRequest(request=_embed_request(batch, model, version)) for batch in batches)
+        try:
+            for message in self.stub.EmbedStream(requests, timeout=timeout):
+                yield Embedded(embeddings_of(message.response), message.response.model)
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
 
     def reconstruct(
         self, embeddings: np.ndarray, model: str = "", version: int = 0, *, timeout: float | None = None
@@ -251,7 +274,26 @@ class EncoderClient(_Client):
         return self._call(self.stub.GetModel, request, timeout)
 
     def list_models(self, *, timeout: float | None = None) -> list[encoder_pb2.ModelInfo]:
+        """Every version served, and those that failed to load (`state`, `state_message`)."""
         return list(self._call(self.stub.ListModels, encoder_pb2.ListModelsRequest(), timeout).models)
+
+    def load_model(self, model: str, version: int = 0, *, timeout: float | None = None) -> encoder_pb2.ModelInfo:
+        """Serves `model` at `version` (0: the newest in the server's repository); needs an admin token."""
+        request = encoder_pb2.LoadModelRequest(model=images_pb2.ModelRef(name=model, version=version))
+        return self._call(self.stub.LoadModel, request, timeout).model
+
+    def unload_model(self, model: str, version: int = 0, *, timeout: float | None = None) -> list[images_pb2.ModelRef]:
+        """Stops serving `model` at `version` (0: all its versions); needs an admin token."""
+        request = encoder_pb2.UnloadModelRequest(model=images_pb2.ModelRef(name=model, version=version))
+        return list(self._call(self.stub.UnloadModel, request, timeout).unloaded)
+
+
+def _embed_request(images: Sequence[ImageInput], model: str, version: int) -> encoder_pb2.EmbedRequest:
+    return encoder_pb2.EmbedRequest(
+        model=images_pb2.ModelRef(name=model, version=version),
+        images=[to_image_message(i) for i in images],
+        embedding_encoding=encoder_pb2.EMBEDDING_ENCODING_PACKED_FLOAT32,
+    )
 
 
 class SearchClient(_Client):

@@ -31,6 +31,7 @@ from pathlib import Path
 import grpc
 
 from lookalike.errors import PermissionDenied, Reason, Unauthenticated
+from server_toolkit import rpc_handlers
 
 TOKEN_BYTES = 32  # 256 random bits: beyond guessing, so an unsalted hash is safe to keep
 OPEN_METHOD_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")  # reflection: v1alpha and v1
@@ -61,7 +62,7 @@ def method_permissions(
             table[name] = permission
     methods = {method.name: method for method in service.methods}
     assert table.keys() == methods.keys(), f"give every method of {service.full_name} one permission: {sorted(table.keys() ^ methods.keys())}"
-    assert not any(m.client_streaming or m.server_streaming for m in methods.values()), "the interceptor checks unary calls only"
+    assert all(m.client_streaming == m.server_streaming for m in methods.values()), "the interceptors wrap unary and bidirectional calls only"
     return {f"/{service.full_name}/{name}": permission for name, permission in table.items()}
 
 
@@ -130,11 +131,15 @@ class AuthInterceptor(grpc.ServerInterceptor):
         if refusal is None:
             return continuation(handler_call_details)
 
-        def refuse(request, context):
+        def refuse(request_or_requests, context):
             raise refusal
 
-        # Unary, as every Lookalike RPC (method_permissions checks); no deserializer: a refused request is never parsed.
-        return grpc.unary_unary_rpc_method_handler(refuse)
+        # Of the method's shape (unary or streaming, as method_permissions checks; unary for a
+        # method the server lacks), and a refused request is never parsed.
+        handler = continuation(handler_call_details)
+        if rpc_handlers.shape(handler) is None:
+            return grpc.unary_unary_rpc_method_handler(refuse)
+        return rpc_handlers.rebuilt(handler, refuse, parse=False)
 
     def _refusal(self, method: str, metadata) -> Unauthenticated | PermissionDenied | None:
         header = next((value for key, value in metadata if key == "authorization"), "")

@@ -16,11 +16,14 @@ MAX_DETAILS_BYTES, the first ones first; the message then says how many are not 
 line keeps the whole message. (Found by tests/reliability/test_fuzz_rpcs.py.)
 """
 
+import contextlib
 import logging
+from collections.abc import Iterator
 
 import grpc
 
 from lookalike import errors
+from server_toolkit import rpc_handlers
 
 log = logging.getLogger(__name__)
 
@@ -30,38 +33,46 @@ _BUGS = (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN)
 
 
 class ErrorMappingInterceptor(grpc.ServerInterceptor):
-    """Wraps every unary-unary handler so domain errors map to their status and details."""
+    """Wraps every unary and streaming handler so domain errors map to their status and details.
+    A stream that fails ends with the error after the responses it sent before."""
 
     def intercept_service(self, continuation, handler_call_details):
         handler = continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None:
+        kind = rpc_handlers.shape(handler)
+        if kind is None:
             return handler
         method = handler_call_details.method
-        behaviour = handler.unary_unary
+        behaviour = rpc_handlers.behaviour(handler)
 
         def mapped(request, context: grpc.ServicerContext):
-            try:
+            with _statuses(method, context):
                 return behaviour(request, context)
-            except errors.LookalikeError as error:
-                # An Internal error (a malformed answer from the encoder...) is a bug, as errors.proto
-                # tells clients: it goes to the log at ERROR, where the unexpected exceptions go.
-                log.log(
-                    logging.ERROR if error.code in _BUGS else logging.INFO,
-                    "request refused",
-                    extra={"fields": {"method": method, "code": error.code.name, "reason": error.reason, "detail": error.message}},
-                )
-                context.abort_with_status(errors.to_status(_bounded(error)))
-            except Exception:
-                if context.code() is not None:  # the handler aborted on its own: keep its status
-                    raise
-                log.exception("unexpected error", extra={"fields": {"method": method}})
-                context.abort(grpc.StatusCode.INTERNAL, f"internal error in {method}; see the server log")
 
-        return grpc.unary_unary_rpc_method_handler(
-            mapped,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
+        def mapped_stream(requests, context: grpc.ServicerContext):
+            with _statuses(method, context):
+                yield from behaviour(requests, context)
+
+        return rpc_handlers.rebuilt(handler, mapped if kind == rpc_handlers.UNARY else mapped_stream)
+
+
+@contextlib.contextmanager
+def _statuses(method: str, context: grpc.ServicerContext) -> Iterator[None]:
+    try:
+        yield
+    except errors.LookalikeError as error:
+        # An Internal error (a malformed answer from the encoder...) is a bug, as errors.proto
+        # tells clients: it goes to the log at ERROR, where the unexpected exceptions go.
+        log.log(
+            logging.ERROR if error.code in _BUGS else logging.INFO,
+            "request refused",
+            extra={"fields": {"method": method, "code": error.code.name, "reason": error.reason, "detail": error.message}},
         )
+        context.abort_with_status(errors.to_status(_bounded(error)))
+    except Exception:
+        if context.code() is not None:  # the handler aborted on its own: keep its status
+            raise
+        log.exception("unexpected error", extra={"fields": {"method": method}})
+        context.abort(grpc.StatusCode.INTERNAL, f"internal error in {method}; see the server log")
 
 
 def _bounded(error: errors.LookalikeError) -> errors.LookalikeError:

@@ -32,6 +32,7 @@ from server_toolkit import security
 from server_toolkit.auth import AuthInterceptor, Permission, TokenTable
 from server_toolkit.error_mapping import ErrorMappingInterceptor
 from server_toolkit.load_limits import InFlight
+from server_toolkit.metrics import MetricsInterceptor, serve_endpoint
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +55,10 @@ def new_server(
     `run_until_signalled` drains. Refuses first (security.InsecureSettings) settings that would
     expose it without TLS or tokens."""
     security.check_exposure(settings)
-    # The mapping comes first: it wraps what the token check and the limits return, so their
-    # refusals get its statuses too. The limits come last: a call without a valid token costs nothing.
-    interceptors: list[grpc.ServerInterceptor] = [ErrorMappingInterceptor()]
+    # The metrics come first, to count the status each call ends with; then the mapping: it wraps
+    # what the token check and the limits return, so their refusals get its statuses too. The
+    # limits come last: a call without a valid token costs nothing.
+    interceptors: list[grpc.ServerInterceptor] = [MetricsInterceptor(), ErrorMappingInterceptor()]
     if settings.tokens_file is not None:
         tokens = TokenTable.load(settings.tokens_file)
         if not len(tokens):
@@ -122,6 +124,13 @@ def bind(server: grpc.Server, settings: security.SecuritySettings, port: int) ->
     if bound == 0:
         raise OSError(f"cannot listen on {address}")
     return bound
+
+
+def serve_metrics(settings: security.SecuritySettings, port: int | None) -> None:
+    """For `serve()`: the process's Prometheus metrics on the settings' host at `port` (None: not
+    served), over HTTPS with the gRPC server's certificate when it has one (server_toolkit/metrics.py)."""
+    if port is not None:
+        serve_endpoint(settings.host, port, cert_file=settings.tls_cert_file, key_file=settings.tls_key_file)
 
 
 def run_until_signalled(server: grpc.Server, health_servicer: health.HealthServicer, in_flight: InFlight, grace_seconds: float) -> None:

@@ -42,6 +42,7 @@ import grpc
 from google.protobuf.message import DecodeError
 
 from lookalike.errors import InvalidArgument, Reason, ResourceExhausted
+from server_toolkit import rpc_handlers
 from server_toolkit.auth import OPEN_METHOD_PREFIXES
 
 
@@ -102,21 +103,26 @@ class InFlight(grpc.ServerInterceptor):
 
     def intercept_service(self, continuation, handler_call_details):
         handler = continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None or handler_call_details.method.startswith(OPEN_METHOD_PREFIXES):
+        kind = rpc_handlers.shape(handler)
+        if kind is None or handler_call_details.method.startswith(OPEN_METHOD_PREFIXES):
             return handler
-        behaviour, parse = handler.unary_unary, handler.request_deserializer
+        behaviour, parse = rpc_handlers.behaviour(handler), handler.request_deserializer
 
         def counted(request: _Unparsed, context: grpc.ServicerContext):
             with self._handler_running(), self.bytes.reserved(len(request.raw)):
                 return behaviour(request.parsed(), context)
 
+        # A stream's messages are not counted in the bytes: gRPC reads them as the handler asks
+        # for them, each within max_message_bytes, and a handler holds a few at a time.
+        def counted_stream(requests, context: grpc.ServicerContext):
+            with self._handler_running():
+                yield from behaviour(requests, context)
+
+        if kind == rpc_handlers.STREAM:
+            return rpc_handlers.rebuilt(handler, counted_stream)
         # gRPC hands the deserializer the whole message; keeping it unparsed until the budget has
         # room means a refused request is never parsed (a second copy of it).
-        return grpc.unary_unary_rpc_method_handler(
-            counted,
-            request_deserializer=lambda raw: _Unparsed(raw, parse),
-            response_serializer=handler.response_serializer,
-        )
+        return rpc_handlers.rebuilt(handler, counted, parse=lambda raw: _Unparsed(raw, parse))
 
     @contextlib.contextmanager
     def _handler_running(self) -> Iterator[None]:

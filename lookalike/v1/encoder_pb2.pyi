@@ -8,34 +8,92 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class EmbeddingEncoding(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    EMBEDDING_ENCODING_UNSPECIFIED: _ClassVar[EmbeddingEncoding]
+    EMBEDDING_ENCODING_PACKED_FLOAT32: _ClassVar[EmbeddingEncoding]
+
 class FingerprintKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     FINGERPRINT_KIND_UNSPECIFIED: _ClassVar[FingerprintKind]
     FINGERPRINT_KIND_STORED: _ClassVar[FingerprintKind]
     FINGERPRINT_KIND_QUERY: _ClassVar[FingerprintKind]
+
+class ModelState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    MODEL_STATE_UNSPECIFIED: _ClassVar[ModelState]
+    MODEL_STATE_SERVING: _ClassVar[ModelState]
+    MODEL_STATE_FAILED: _ClassVar[ModelState]
+EMBEDDING_ENCODING_UNSPECIFIED: EmbeddingEncoding
+EMBEDDING_ENCODING_PACKED_FLOAT32: EmbeddingEncoding
 FINGERPRINT_KIND_UNSPECIFIED: FingerprintKind
 FINGERPRINT_KIND_STORED: FingerprintKind
 FINGERPRINT_KIND_QUERY: FingerprintKind
+MODEL_STATE_UNSPECIFIED: ModelState
+MODEL_STATE_SERVING: ModelState
+MODEL_STATE_FAILED: ModelState
+
+class LoadModelRequest(_message.Message):
+    __slots__ = ("model",)
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    model: _images_pb2.ModelRef
+    def __init__(self, model: _Optional[_Union[_images_pb2.ModelRef, _Mapping]] = ...) -> None: ...
+
+class LoadModelResponse(_message.Message):
+    __slots__ = ("model",)
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    model: ModelInfo
+    def __init__(self, model: _Optional[_Union[ModelInfo, _Mapping]] = ...) -> None: ...
+
+class UnloadModelRequest(_message.Message):
+    __slots__ = ("model",)
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    model: _images_pb2.ModelRef
+    def __init__(self, model: _Optional[_Union[_images_pb2.ModelRef, _Mapping]] = ...) -> None: ...
+
+class UnloadModelResponse(_message.Message):
+    __slots__ = ("unloaded",)
+    UNLOADED_FIELD_NUMBER: _ClassVar[int]
+    unloaded: _containers.RepeatedCompositeFieldContainer[_images_pb2.ModelRef]
+    def __init__(self, unloaded: _Optional[_Iterable[_Union[_images_pb2.ModelRef, _Mapping]]] = ...) -> None: ...
 
 class EmbedRequest(_message.Message):
-    __slots__ = ("model", "images", "fingerprints")
+    __slots__ = ("model", "images", "fingerprints", "embedding_encoding")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     IMAGES_FIELD_NUMBER: _ClassVar[int]
     FINGERPRINTS_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDING_ENCODING_FIELD_NUMBER: _ClassVar[int]
     model: _images_pb2.ModelRef
     images: _containers.RepeatedCompositeFieldContainer[_images_pb2.Image]
     fingerprints: FingerprintKind
-    def __init__(self, model: _Optional[_Union[_images_pb2.ModelRef, _Mapping]] = ..., images: _Optional[_Iterable[_Union[_images_pb2.Image, _Mapping]]] = ..., fingerprints: _Optional[_Union[FingerprintKind, str]] = ...) -> None: ...
+    embedding_encoding: EmbeddingEncoding
+    def __init__(self, model: _Optional[_Union[_images_pb2.ModelRef, _Mapping]] = ..., images: _Optional[_Iterable[_Union[_images_pb2.Image, _Mapping]]] = ..., fingerprints: _Optional[_Union[FingerprintKind, str]] = ..., embedding_encoding: _Optional[_Union[EmbeddingEncoding, str]] = ...) -> None: ...
 
 class EmbedResponse(_message.Message):
-    __slots__ = ("embeddings", "model", "fingerprints")
+    __slots__ = ("embeddings", "model", "fingerprints", "packed_embeddings", "embedding_dim")
     EMBEDDINGS_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     FINGERPRINTS_FIELD_NUMBER: _ClassVar[int]
+    PACKED_EMBEDDINGS_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDING_DIM_FIELD_NUMBER: _ClassVar[int]
     embeddings: _containers.RepeatedCompositeFieldContainer[_images_pb2.Embedding]
     model: _images_pb2.ModelRef
     fingerprints: _containers.RepeatedScalarFieldContainer[bytes]
-    def __init__(self, embeddings: _Optional[_Iterable[_Union[_images_pb2.Embedding, _Mapping]]] = ..., model: _Optional[_Union[_images_pb2.ModelRef, _Mapping]] = ..., fingerprints: _Optional[_Iterable[bytes]] = ...) -> None: ...
+    packed_embeddings: bytes
+    embedding_dim: int
+    def __init__(self, embeddings: _Optional[_Iterable[_Union[_images_pb2.Embedding, _Mapping]]] = ..., model: _Optional[_Union[_images_pb2.ModelRef, _Mapping]] = ..., fingerprints: _Optional[_Iterable[bytes]] = ..., packed_embeddings: _Optional[bytes] = ..., embedding_dim: _Optional[int] = ...) -> None: ...
+
+class EmbedStreamRequest(_message.Message):
+    __slots__ = ("request",)
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    request: EmbedRequest
+    def __init__(self, request: _Optional[_Union[EmbedRequest, _Mapping]] = ...) -> None: ...
+
+class EmbedStreamResponse(_message.Message):
+    __slots__ = ("response",)
+    RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    response: EmbedResponse
+    def __init__(self, response: _Optional[_Union[EmbedResponse, _Mapping]] = ...) -> None: ...
 
 class ReconstructRequest(_message.Message):
     __slots__ = ("model", "embeddings")
@@ -70,7 +128,7 @@ class ListModelsResponse(_message.Message):
     def __init__(self, models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("model", "channels", "height", "width", "embedding_dim", "metric", "architecture", "execution_provider", "has_decoder", "preprocessing_json")
+    __slots__ = ("model", "channels", "height", "width", "embedding_dim", "metric", "architecture", "execution_provider", "has_decoder", "preprocessing_json", "requested_execution_provider", "state", "state_message")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     CHANNELS_FIELD_NUMBER: _ClassVar[int]
     HEIGHT_FIELD_NUMBER: _ClassVar[int]
@@ -81,6 +139,9 @@ class ModelInfo(_message.Message):
     EXECUTION_PROVIDER_FIELD_NUMBER: _ClassVar[int]
     HAS_DECODER_FIELD_NUMBER: _ClassVar[int]
     PREPROCESSING_JSON_FIELD_NUMBER: _ClassVar[int]
+    REQUESTED_EXECUTION_PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    STATE_MESSAGE_FIELD_NUMBER: _ClassVar[int]
     model: _images_pb2.ModelRef
     channels: int
     height: int
@@ -91,4 +152,7 @@ class ModelInfo(_message.Message):
     execution_provider: str
     has_decoder: bool
     preprocessing_json: str
-    def __init__(self, model: _Optional[_Union[_images_pb2.ModelRef, _Mapping]] = ..., channels: _Optional[int] = ..., height: _Optional[int] = ..., width: _Optional[int] = ..., embedding_dim: _Optional[int] = ..., metric: _Optional[_Union[_images_pb2.Metric, str]] = ..., architecture: _Optional[str] = ..., execution_provider: _Optional[str] = ..., has_decoder: _Optional[bool] = ..., preprocessing_json: _Optional[str] = ...) -> None: ...
+    requested_execution_provider: str
+    state: ModelState
+    state_message: str
+    def __init__(self, model: _Optional[_Union[_images_pb2.ModelRef, _Mapping]] = ..., channels: _Optional[int] = ..., height: _Optional[int] = ..., width: _Optional[int] = ..., embedding_dim: _Optional[int] = ..., metric: _Optional[_Union[_images_pb2.Metric, str]] = ..., architecture: _Optional[str] = ..., execution_provider: _Optional[str] = ..., has_decoder: _Optional[bool] = ..., preprocessing_json: _Optional[str] = ..., requested_execution_provider: _Optional[str] = ..., state: _Optional[_Union[ModelState, str]] = ..., state_message: _Optional[str] = ...) -> None: ...

@@ -30,9 +30,11 @@ class EncoderStub:
     autoencoders of a versioned model repository, served by ONNX Runtime.
 
     Errors carry google.rpc details with reasons from ErrorReason (errors.proto),
-    which also says which status codes are safe to retry. Every method only
-    reads, so every method is safe to retry. Messages up to 64 MiB are accepted
-    by default (the server's max_message_bytes setting).
+    which also says which status codes are safe to retry. Every method is safe
+    to retry: all but LoadModel and UnloadModel only read, and a repeated
+    LoadModel changes nothing (a repeated UnloadModel answers NOT_FOUND).
+    Messages up to 64 MiB are accepted by default (the server's
+    max_message_bytes setting).
     """
 
     def __init__(self, channel):
@@ -45,6 +47,11 @@ class EncoderStub:
                 '/lookalike.v1.Encoder/Embed',
                 request_serializer=lookalike_dot_v1_dot_encoder__pb2.EmbedRequest.SerializeToString,
                 response_deserializer=lookalike_dot_v1_dot_encoder__pb2.EmbedResponse.FromString,
+                _registered_method=True)
+        self.EmbedStream = channel.stream_stream(
+                '/lookalike.v1.Encoder/EmbedStream',
+                request_serializer=lookalike_dot_v1_dot_encoder__pb2.EmbedStreamRequest.SerializeToString,
+                response_deserializer=lookalike_dot_v1_dot_encoder__pb2.EmbedStreamResponse.FromString,
                 _registered_method=True)
         self.Reconstruct = channel.unary_unary(
                 '/lookalike.v1.Encoder/Reconstruct',
@@ -61,6 +68,16 @@ class EncoderStub:
                 request_serializer=lookalike_dot_v1_dot_encoder__pb2.ListModelsRequest.SerializeToString,
                 response_deserializer=lookalike_dot_v1_dot_encoder__pb2.ListModelsResponse.FromString,
                 _registered_method=True)
+        self.LoadModel = channel.unary_unary(
+                '/lookalike.v1.Encoder/LoadModel',
+                request_serializer=lookalike_dot_v1_dot_encoder__pb2.LoadModelRequest.SerializeToString,
+                response_deserializer=lookalike_dot_v1_dot_encoder__pb2.LoadModelResponse.FromString,
+                _registered_method=True)
+        self.UnloadModel = channel.unary_unary(
+                '/lookalike.v1.Encoder/UnloadModel',
+                request_serializer=lookalike_dot_v1_dot_encoder__pb2.UnloadModelRequest.SerializeToString,
+                response_deserializer=lookalike_dot_v1_dot_encoder__pb2.UnloadModelResponse.FromString,
+                _registered_method=True)
 
 
 class EncoderServicer:
@@ -68,9 +85,11 @@ class EncoderServicer:
     autoencoders of a versioned model repository, served by ONNX Runtime.
 
     Errors carry google.rpc details with reasons from ErrorReason (errors.proto),
-    which also says which status codes are safe to retry. Every method only
-    reads, so every method is safe to retry. Messages up to 64 MiB are accepted
-    by default (the server's max_message_bytes setting).
+    which also says which status codes are safe to retry. Every method is safe
+    to retry: all but LoadModel and UnloadModel only read, and a repeated
+    LoadModel changes nothing (a repeated UnloadModel answers NOT_FOUND).
+    Messages up to 64 MiB are accepted by default (the server's
+    max_message_bytes setting).
     """
 
     def Embed(self, request, context):
@@ -78,6 +97,23 @@ class EncoderServicer:
         checked first; if any is unusable (empty, undecodable, too large, wrongly
         shaped) the call fails with INVALID_ARGUMENT and a field violation for each
         bad image ("images[3].encoded"), so a client can drop them all and resend.
+
+        Requests from many callers are merged into one model run (dynamic
+        batching, the server's max_queue_delay_ms and max_model_batch settings);
+        when the model's queue is full the call fails with RESOURCE_EXHAUSTED
+        (QUEUE_FULL), safe to retry with backoff.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EmbedStream(self, request_iterator, context):
+        """Embeds a stream of batches, for large jobs (indexing a catalogue): the
+        client sends EmbedRequests and gets one EmbedResponse per request, in the
+        same order, while the server decodes the next batches. Each request is
+        checked as Embed checks it; the first bad one ends the stream with its
+        error (metadata "request": its index in the stream, from 0), after the
+        responses of the requests before it. Resume from there.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -101,7 +137,30 @@ class EncoderServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListModels(self, request, context):
-        """Lists every loaded model version.
+        """Lists every model version the server serves, and those it failed to load
+        (state MODEL_STATE_FAILED, with why in state_message).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LoadModel(self, request, context):
+        """Loads a version from the server's model repository (version 0: the newest
+        there), runs it once at the largest batch (warm-up), then serves it; a
+        version already served is returned as it is. NOT_FOUND (MODEL_NOT_FOUND)
+        when the repository has no such version; FAILED_PRECONDITION
+        (MODEL_LOAD_FAILED) when it cannot be loaded: the versions already served
+        go on, and ListModels shows the failure. Needs the admin permission.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnloadModel(self, request, context):
+        """Stops serving a version (version 0: every version of the model): calls in
+        flight finish on it, new ones are NOT_FOUND, and the repository scan does
+        not load it again until LoadModel. NOT_FOUND when nothing of that name and
+        version is served. Needs the admin permission.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -114,6 +173,11 @@ def add_EncoderServicer_to_server(servicer, server):
                     servicer.Embed,
                     request_deserializer=lookalike_dot_v1_dot_encoder__pb2.EmbedRequest.FromString,
                     response_serializer=lookalike_dot_v1_dot_encoder__pb2.EmbedResponse.SerializeToString,
+            ),
+            'EmbedStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.EmbedStream,
+                    request_deserializer=lookalike_dot_v1_dot_encoder__pb2.EmbedStreamRequest.FromString,
+                    response_serializer=lookalike_dot_v1_dot_encoder__pb2.EmbedStreamResponse.SerializeToString,
             ),
             'Reconstruct': grpc.unary_unary_rpc_method_handler(
                     servicer.Reconstruct,
@@ -130,6 +194,16 @@ def add_EncoderServicer_to_server(servicer, server):
                     request_deserializer=lookalike_dot_v1_dot_encoder__pb2.ListModelsRequest.FromString,
                     response_serializer=lookalike_dot_v1_dot_encoder__pb2.ListModelsResponse.SerializeToString,
             ),
+            'LoadModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.LoadModel,
+                    request_deserializer=lookalike_dot_v1_dot_encoder__pb2.LoadModelRequest.FromString,
+                    response_serializer=lookalike_dot_v1_dot_encoder__pb2.LoadModelResponse.SerializeToString,
+            ),
+            'UnloadModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnloadModel,
+                    request_deserializer=lookalike_dot_v1_dot_encoder__pb2.UnloadModelRequest.FromString,
+                    response_serializer=lookalike_dot_v1_dot_encoder__pb2.UnloadModelResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'lookalike.v1.Encoder', rpc_method_handlers)
@@ -143,9 +217,11 @@ class Encoder:
     autoencoders of a versioned model repository, served by ONNX Runtime.
 
     Errors carry google.rpc details with reasons from ErrorReason (errors.proto),
-    which also says which status codes are safe to retry. Every method only
-    reads, so every method is safe to retry. Messages up to 64 MiB are accepted
-    by default (the server's max_message_bytes setting).
+    which also says which status codes are safe to retry. Every method is safe
+    to retry: all but LoadModel and UnloadModel only read, and a repeated
+    LoadModel changes nothing (a repeated UnloadModel answers NOT_FOUND).
+    Messages up to 64 MiB are accepted by default (the server's
+    max_message_bytes setting).
     """
 
     @staticmethod
@@ -165,6 +241,33 @@ class Encoder:
             '/lookalike.v1.Encoder/Embed',
             lookalike_dot_v1_dot_encoder__pb2.EmbedRequest.SerializeToString,
             lookalike_dot_v1_dot_encoder__pb2.EmbedResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EmbedStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/lookalike.v1.Encoder/EmbedStream',
+            lookalike_dot_v1_dot_encoder__pb2.EmbedStreamRequest.SerializeToString,
+            lookalike_dot_v1_dot_encoder__pb2.EmbedStreamResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -246,6 +349,60 @@ class Encoder:
             '/lookalike.v1.Encoder/ListModels',
             lookalike_dot_v1_dot_encoder__pb2.ListModelsRequest.SerializeToString,
             lookalike_dot_v1_dot_encoder__pb2.ListModelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LoadModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lookalike.v1.Encoder/LoadModel',
+            lookalike_dot_v1_dot_encoder__pb2.LoadModelRequest.SerializeToString,
+            lookalike_dot_v1_dot_encoder__pb2.LoadModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnloadModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lookalike.v1.Encoder/UnloadModel',
+            lookalike_dot_v1_dot_encoder__pb2.UnloadModelRequest.SerializeToString,
+            lookalike_dot_v1_dot_encoder__pb2.UnloadModelResponse.FromString,
             options,
             channel_credentials,
             insecure,

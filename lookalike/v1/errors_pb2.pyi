@@ -51,6 +51,8 @@ class ErrorReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TOKEN_MISSING: _ClassVar[ErrorReason]
     TOKEN_INVALID: _ClassVar[ErrorReason]
     PERMISSION_DENIED: _ClassVar[ErrorReason]
+    QUEUE_FULL: _ClassVar[ErrorReason]
+    MODEL_LOAD_FAILED: _ClassVar[ErrorReason]
 ERROR_REASON_UNSPECIFIED: ErrorReason
 REQUIRED_FIELD_MISSING: ErrorReason
 BATCH_EMPTY: ErrorReason
@@ -96,3 +98,5 @@ CALL_CANCELLED: ErrorReason
 TOKEN_MISSING: ErrorReason
 TOKEN_INVALID: ErrorReason
 PERMISSION_DENIED: ErrorReason
+QUEUE_FULL: ErrorReason
+MODEL_LOAD_FAILED: ErrorReason

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19lookalike/v1/images.proto\x12\x0clookalike.v1\"L\n\x05Image\x12\x11\n\x07\x65ncoded\x18\x01 \x01(\x0cH\x00\x12&\n\x06tensor\x18\x02 \x01(\x0b\x32\x14.lookalike.v1.TensorH\x00\x42\x08\n\x06source\"+\n\x06Tensor\x12\r\n\x05shape\x18\x01 \x03(\x05\x12\x12\n\x06values\x18\x02 \x03(\x02\x42\x02\x10\x01\"F\n\tEmbedding\x12\x12\n\x06values\x18\x01 \x03(\x02\x42\x02\x10\x01\x12%\n\x05model\x18\x02 \x01(\x0b\x32\x16.lookalike.v1.ModelRef\")\n\x08ModelRef\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05*b\n\x06Metric\x12\x16\n\x12METRIC_UNSPECIFIED\x10\x00\x12\x11\n\rMETRIC_COSINE\x10\x01\x12\x16\n\x12METRIC_DOT_PRODUCT\x10\x02\x12\x15\n\x11METRIC_SQUARED_L2\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19lookalike/v1/images.proto\x12\x0clookalike.v1\"L\n\x05Image\x12\x11\n\x07\x65ncoded\x18\x01 \x01(\x0cH\x00\x12&\n\x06tensor\x18\x02 \x01(\x0b\x32\x14.lookalike.v1.TensorH\x00\x42\x08\n\x06source\"B\n\x06Tensor\x12\r\n\x05shape\x18\x01 \x03(\x05\x12\x12\n\x06values\x18\x02 \x03(\x02\x42\x02\x10\x01\x12\x15\n\rpacked_values\x18\x03 \x01(\x0c\"F\n\tEmbedding\x12\x12\n\x06values\x18\x01 \x03(\x02\x42\x02\x10\x01\x12%\n\x05model\x18\x02 \x01(\x0b\x32\x16.lookalike.v1.ModelRef\")\n\x08ModelRef\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05*b\n\x06Metric\x12\x16\n\x12METRIC_UNSPECIFIED\x10\x00\x12\x11\n\rMETRIC_COSINE\x10\x01\x12\x16\n\x12METRIC_DOT_PRODUCT\x10\x02\x12\x15\n\x11METRIC_SQUARED_L2\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,14 +35,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TENSOR'].fields_by_name['values']._serialized_options = b'\020\001'
   _globals['_EMBEDDING'].fields_by_name['values']._loaded_options = None
   _globals['_EMBEDDING'].fields_by_name['values']._serialized_options = b'\020\001'
-  _globals['_METRIC']._serialized_start=281
-  _globals['_METRIC']._serialized_end=379
+  _globals['_METRIC']._serialized_start=304
+  _globals['_METRIC']._serialized_end=402
   _globals['_IMAGE']._serialized_start=43
   _globals['_IMAGE']._serialized_end=119
   _globals['_TENSOR']._serialized_start=121
-  _globals['_TENSOR']._serialized_end=164
-  _globals['_EMBEDDING']._serialized_start=166
-  _globals['_EMBEDDING']._serialized_end=236
-  _globals['_MODELREF']._serialized_start=238
-  _globals['_MODELREF']._serialized_end=279
+  _globals['_TENSOR']._serialized_end=187
+  _globals['_EMBEDDING']._serialized_start=189
+  _globals['_EMBEDDING']._serialized_end=259
+  _globals['_MODELREF']._serialized_start=261
+  _globals['_MODELREF']._serialized_end=302
 # @@protoc_insertion_point(module_scope)

@@ -117,7 +117,7 @@ def models(tmp_path) -> Path:
 
 @pytest.fixture
 def encoder_process(models):
-    server = EncoderProcess(models, max_inflight_pixels=INFLIGHT_PIXELS)
+    server = EncoderProcess(models, max_inflight_pixels=INFLIGHT_PIXELS, max_concurrent_rpcs=CALLERS // 2)
     yield server
     server.close()
 
