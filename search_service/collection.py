@@ -1,9 +1,10 @@
 """One collection: validated writes, made durable in the write-ahead log, then applied to
-memory and the ScaNN index; searches with tag filters; snapshots.
+memory; searches with filters, crowding and examples; snapshots; background index rebuilds.
 
-What a write or query must satisfy is validation.py's; how a search uses ScaNN or scans
-exactly is vector_index.py's. Here: which items a filtered search may return, the order in
-which a write goes to disk and to memory, and the locks.
+What a write or query must satisfy is validation.py's; how the items are kept and searched
+without a lock is item_table.py's and vector_index.py's; filters are item_filter.py's,
+crowding and examples catalogue_query.py's. Here: the order in which a write goes to disk and
+to memory, which items a search may return, the rebuild thread, and snapshots.
 
 Files, in the collection's directory (see write_ahead_log.py and snapshot.py for formats):
 
@@ -15,24 +16,28 @@ Files, in the collection's directory (see write_ahead_log.py and snapshot.py for
     beside the vectors: the same durability)
     quarantine-*.bin     torn log tails cut off at load, kept for an operator
 
-Concurrency: gRPC worker threads call in concurrently. Two locks per collection:
-- the write lock serializes writers: the log gets one record at a time, in sequence order,
-  and the fsync happens under it but outside the next lock, so searches never wait for disk;
-- a readers-writer lock (read_write_lock.py) guards the in-memory state (vectors, ids, tags,
-  the ScaNN searcher, which has no lock of its own between search and upsert/delete):
-  searches, gets and infos share it; applying a write takes it exclusively for the few
-  microseconds of the update.
-A write returns only after it is applied, so every search that starts after a write was
-acknowledged sees it. Index rebuilds (brute force -> tree, retraining) run under the write
-lock only, so searches keep using the old searcher meanwhile (ScaNN releases the GIL while it
-builds); the new searcher is swapped in under the exclusive lock.
+Concurrency: gRPC worker threads call in concurrently.
+- Writers take the write lock: the log gets one record at a time, in sequence order (the
+  fsync happens under it); then the write is applied to the index, which publishes a new
+  state. A write returns only after that, so every search that starts after a write was
+  acknowledged sees it.
+- Reads (searches, gets, infos, listings) take no lock at all: each reads one published
+  state of the index (vector_index.py), consistent as of one write.
+- Index rebuilds run in a background thread (one at a time): compaction, ScaNN training and
+  tuning without any lock, then a short swap under the write lock, so no write waits for a
+  rebuild and searches use the old index meanwhile.
+- Fingerprints and their perceptual hashes (FindCopies only) sit behind a small lock of their
+  own, taken by writers while applying and by copy_candidates while scanning the hashes.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import base64
+import binascii
+import heapq
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
@@ -40,10 +45,23 @@ import numpy as np
 
 from copy_detection.features import Fingerprint
 from copy_detection.hash_index import HashIndex, hamming
-from copy_detection.verdict import Thresholds
-from lookalike.errors import FailedPrecondition, LookalikeError, NotFound, Reason, Unavailable
+from lookalike.errors import FailedPrecondition, InvalidArgument, LookalikeError, NotFound, Reason, Unavailable
+from search_service.catalogue_query import Crowding, crowd, example_query
+from search_service.collection_types import (
+    DAMAGED,
+    READY,
+    UPDATABLE_FIELDS,
+    CollectionInfo,
+    CollectionSpec,
+    CopyCandidate,
+    Hit,
+    IndexInfo,
+    StoredItem,
+)
 from search_service.high_water_mark import HighWaterMark
-from search_service.read_write_lock import ReadWriteLock
+from search_service.index_rebuilder import IndexRebuilder
+from search_service.item_filter import AttributeRange, TagFilter, allowed
+from search_service.item_table import NO_ATTRIBUTES, ItemMeta
 from search_service.snapshot import (
     SnapshotData,
     load_latest_snapshot,
@@ -51,80 +69,28 @@ from search_service.snapshot import (
     remove_temporary_files,
     write_snapshot,
 )
-from search_service.tag_filter import TagFilter, TagIndex
 from search_service.validation import describe_id, validate_ids, validate_k, validate_query, validate_upsert
-from search_service.vector_index import METRICS, Candidates, IndexPolicy, VectorIndex
+from search_service.vector_index import EXACT, METRICS, IndexPolicy, State, VectorIndex
 from search_service.write_ahead_log import DeleteRecord, LogRecord, UpsertRecord, WriteAheadLog
 
 __all__ = [
     "DAMAGED",
     "METRICS",
     "READY",
+    "AttributeRange",
     "Collection",
     "CollectionInfo",
     "CollectionSpec",
     "CopyCandidate",
+    "Crowding",
     "Hit",
+    "IndexInfo",
     "StoredItem",
     "TagFilter",
+    "UPDATABLE_FIELDS",
 ]
 
 logger = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass(frozen=True)
-class CollectionSpec:
-    name: str
-    dimension: int
-    metric: str  # "cosine" | "dot_product" | "squared_l2"
-    model_name: str = ""  # encoder model pinned by the collection ("" = vectors only)
-    model_version: int = 0
-    copy_thresholds: Thresholds | None = None  # set: the collection keeps fingerprints (find_copies)
-
-    @property
-    def find_copies(self) -> bool:
-        return self.copy_thresholds is not None
-
-
-READY = "ready"  # loaded and served
-DAMAGED = "damaged"  # refused at load, or its log refuses writes until a restart
-
-
-@dataclasses.dataclass(frozen=True)
-class CollectionInfo:
-    spec: CollectionSpec  # for a collection whose spec is unreadable: its name, dimension 0, metric ""
-    size: int  # 0 when the collection could not be loaded
-    state: str = READY
-    state_reason: str = ""  # why it is DAMAGED, for clients: names files, never a server path
-
-
-@dataclasses.dataclass(frozen=True)
-class StoredItem:
-    id: str
-    vector: np.ndarray  # (dimension,) float32, as upserted
-    tags: tuple[str, ...]
-    uri: str
-    timestamp: int  # 0: none
-    has_fingerprint: bool
-
-
-@dataclasses.dataclass(frozen=True)
-class Hit:
-    id: str
-    score: float  # cosine similarity, dot product (higher is better) or squared L2 distance (lower is better)
-    tags: tuple[str, ...]
-    uri: str
-    timestamp: int  # 0: none
-
-
-@dataclasses.dataclass(frozen=True)
-class CopyCandidate:
-    """A stored item that may be a copy of a query: found by its hash, its embedding, or both."""
-
-    hit: Hit  # score: the embedding's, by the collection's metric
-    hash_distance: int | None  # bits of 64; None when the item has no fingerprint
-    fingerprint: bytes  # b"" when none
-
 
 class Collection:
     """Use `CollectionStore` to create and open collections; see the module docstring."""
@@ -138,21 +104,19 @@ class Collection:
         snapshot_every: int = 10_000,
         policy: IndexPolicy | None = None,
     ) -> None:
-        """Loads the collection from `directory`: the newest snapshot, then the log after it."""
+        """Loads the collection from `directory`: the newest snapshot, then the log after it,
+        then builds the index (before the collection is served, so in the foreground)."""
         self.spec = spec
         self._directory = directory
         self._fsync = fsync
         self._snapshot_every = snapshot_every
         self._index = VectorIndex(spec.dimension, spec.metric, policy, label=spec.name)
-        self._tags: dict[str, tuple[str, ...]] = {}
-        self._uris: dict[str, str] = {}  # only non-empty ones
-        self._timestamps: dict[str, int] = {}  # only non-zero ones
         self._fingerprints: dict[str, bytes] = {}  # items upserted as images, with find_copies
         self._hashes = HashIndex()  # their perceptual hashes
-        self._tag_index = TagIndex()
+        self._copy_lock = threading.Lock()  # guards the two above
         self._write_lock = threading.Lock()
-        self._state_lock = ReadWriteLock()
         self._snapshot_lock = threading.Lock()
+        self._rebuilder = IndexRebuilder(self._index, self._write_lock, spec.name, lambda: self._closed is None)
         self._closed: Callable[[], LookalikeError] | None = None  # makes the error of every call after close
 
         remove_temporary_files(directory)
@@ -161,7 +125,13 @@ class Collection:
             snapshot = load_latest_snapshot(directory, dimension=spec.dimension)
             if snapshot is not None:
                 self._apply_upsert(
-                    snapshot.ids, snapshot.vectors, snapshot.tags, snapshot.uris, snapshot.timestamps, snapshot.fingerprints
+                    snapshot.ids,
+                    snapshot.vectors,
+                    snapshot.tags,
+                    snapshot.uris,
+                    snapshot.timestamps,
+                    snapshot.fingerprints,
+                    snapshot.attributes or [{}] * len(snapshot.ids),
                 )
             self._wal, self._records_since_snapshot = WriteAheadLog.open(
                 directory,
@@ -175,63 +145,75 @@ class Collection:
             high_water.close()
             raise
         try:
-            self._index.install(self._index.build_searcher())
+            self._index.install(self._index.build(self._index.state, background=False))
         except BaseException:
             self._wal.close()
             raise
         logger.info(
             "collection %r loaded: %d items, snapshot at record %d, %d log records replayed",
             spec.name,
-            len(self._index),
+            self._index.state.live,
             snapshot.seq if snapshot is not None else 0,
             self._records_since_snapshot,
         )
 
-    # --- reads ---
+    # --- reads (no lock: one published state each) ---
 
     def info(self) -> CollectionInfo:
-        with self._state_lock.read():
-            self._check_open()
-            failure = self._wal.failure
-            if failure is None:
-                return CollectionInfo(self.spec, len(self._index))
-            reason = f"its write-ahead log refuses writes until the search service restarts ({failure})"
-            return CollectionInfo(self.spec, len(self._index), DAMAGED, reason)
+        self._check_open()
+        state = self._index.state
+        failure = self._wal.failure
+        if failure is None:
+            return CollectionInfo(self.spec, state.live, index=self._index_info(state))
+        reason = f"its write-ahead log refuses writes until the search service restarts ({failure})"
+        return CollectionInfo(self.spec, state.live, DAMAGED, reason, self._index_info(state))
+
+    def _index_info(self, state: State) -> IndexInfo:
+        base = state.base
+        if base is None:
+            return IndexInfo(EXACT, 0, state.live, self._rebuilder.running, 1.0, 0, 0, 0, 0)
+        tuning = base.tuning
+        return IndexInfo(
+            kind=base.kind,
+            indexed=base.upto - state.base_dead,
+            pending=state.count - base.upto,
+            rebuilding=self._rebuilder.running,
+            estimated_recall=tuning.recall,
+            recall_k=tuning.k or self._index.policy.tuning_k,
+            num_leaves=base.num_leaves,
+            leaves_to_search=tuning.leaves_to_search,
+            reorder=tuning.reorder,
+        )
 
     @property
     def index_kind(self) -> str:
-        """The searcher in use: brute_force, tree_ah, or exact (none at the moment: numpy scans)."""
-        with self._state_lock.read():
-            return self._index.kind
+        """The searcher in use: brute_force, tree_ah, or exact (none yet: numpy scans)."""
+        base = self._index.state.base
+        return EXACT if base is None else base.kind
 
     def get(self, ids: Sequence[str]) -> tuple[list[StoredItem], list[str]]:
         """(the items found, in request order; the requested ids that do not exist)."""
-        found, missing = [], []
-        with self._state_lock.read():
-            self._check_open()
-            for item_id in ids:
-                if item_id in self._index:
-                    found.append(self._stored_item(item_id))
-                else:
-                    missing.append(item_id)
-        return found, missing
+        self._check_open()
+        state, slots = self._lookup(ids)
+        found = [self._stored_item(state, slot) for slot in slots if slot is not None]
+        return found, [i for i, slot in zip(ids, slots) if slot is None]
 
-    def vector_of(self, id: str) -> np.ndarray:  # noqa: A002 - the API's name
-        with self._state_lock.read():
-            self._check_open()
-            if id not in self._index:
-                raise NotFound(
-                    f"item {describe_id(id)} not found in collection '{self.spec.name}'",
-                    reason=Reason.ITEM_NOT_FOUND,
-                    field="item_id",
-                    metadata={"item_id": id, "collection": self.spec.name},
-                )
-            return self._index.vector(id)
+    def vector_of(self, id: str, field: str = "item_id") -> np.ndarray:  # noqa: A002 - the API's name
+        self._check_open()
+        state, (slot,) = self._lookup([id])
+        if slot is None:
+            raise NotFound(
+                f"item {describe_id(id)} not found in collection '{self.spec.name}'",
+                reason=Reason.ITEM_NOT_FOUND,
+                field=field,
+                metadata={"item_id": id, "collection": self.spec.name},
+            )
+        return state.vectors[slot].copy()
 
     def fingerprint_of(self, id: str) -> bytes:  # noqa: A002 - the API's name
         """The item's stored fingerprint; b"" when it has none; NotFound when there is no such item."""
         self.vector_of(id)  # NotFound, named as a query's item_id
-        with self._state_lock.read():
+        with self._copy_lock:
             return self._fingerprints.get(id, b"")
 
     def search(
@@ -240,18 +222,63 @@ class Collection:
         k: int,
         tag_filter: TagFilter | None = None,
         exclude_ids: Iterable[str] = frozenset(),
+        *,
+        ranges: Sequence[AttributeRange] = (),
+        score_threshold: float | None = None,
+        exact: bool = False,
+        crowding: Crowding | None = None,
     ) -> list[Hit]:
-        """The k items nearest to `query` that pass `tag_filter` and are not excluded, best first."""
-        query = validate_query(self.spec, query)
+        """The k items nearest to `query` that pass `tag_filter` and `ranges`, are not excluded
+        and score at least `score_threshold` (for squared L2, a distance: at most), at most
+        crowding.per_group per group; best first. `exact`: scan every allowed item exactly."""
+        prepared = self._index.prepare_query(validate_query(self.spec, query))
         k = validate_k(k)
-        if tag_filter is not None and tag_filter.is_empty:
-            tag_filter = None
         assert not isinstance(exclude_ids, str), "exclude_ids is a set of ids, not one id"
-        exclude_ids = frozenset(exclude_ids)
-        with self._state_lock.read():
-            self._check_open()
-            pairs = self._index.search(query, k, self._candidates(tag_filter, exclude_ids))
-            return [self._hit(i, score) for i, score in pairs]
+        self._check_open()
+        if exclude_ids or ranges or (tag_filter is not None and not tag_filter.is_empty):
+            state, excluded = self._lookup(list(exclude_ids))
+            mask = allowed(state, tag_filter, tuple(ranges), np.array([s for s in excluded if s is not None], np.int64))
+        else:
+            state, mask = self._index.state, None
+        if crowding is None:
+            slots, scores = self._index.search(state, prepared, k, mask, exact)
+        else:
+            slots, scores = self._crowded(state, prepared, k, mask, exact, crowding)
+        return self._hits(state, slots, scores, score_threshold)
+
+    def search_batch(self, queries: Sequence[np.ndarray], k: int) -> list[list[Hit]]:
+        """`search` of each query, unfiltered, equal to the single searches; the index answers
+        them in one batched ScaNN call on every core."""
+        k = validate_k(k)
+        matrix = np.stack([validate_query(self.spec, q, f"queries[{i}]") for i, q in enumerate(queries)])
+        matrix = self._index.prepare_queries(matrix)
+        self._check_open()
+        state = self._index.state
+        return [self._hits(state, slots, scores, None) for slots, scores in self._index.search_batch(state, matrix, k)]
+
+    def example_vector(self, positive_ids: Sequence[str], negative_ids: Sequence[str], vectors: Sequence[np.ndarray] = ()) -> np.ndarray:
+        """The query of examples (catalogue_query.example_query): stored items by id, plus
+        `vectors` as further positives. NotFound names the missing id's field."""
+        positives = list(vectors) + [self.vector_of(i, f"positive_ids[{n}]") for n, i in enumerate(positive_ids)]
+        negatives = [self.vector_of(i, f"negative_ids[{n}]") for n, i in enumerate(negative_ids)]
+        empty = np.empty((0, self.spec.dimension), np.float32)
+        return example_query(np.array(positives, np.float32), np.array(negatives, np.float32) if negatives else empty, self.spec.metric == "cosine")
+
+    def list_items(
+        self, tag_filter: TagFilter | None, ranges: Sequence[AttributeRange], page_size: int, page_token: str
+    ) -> tuple[list[StoredItem], str]:
+        """A page of the items that pass the filter, in id order (code points, which is UTF-8
+        byte order), and the token of the next page ("" after the last). O(n) per page."""
+        after = _decode_token(page_token)
+        self._check_open()
+        state = self._index.state
+        mask = allowed(state, tag_filter, tuple(ranges))
+        slots = np.flatnonzero(state.dead_at[: state.count] > state.version if mask is None else mask)
+        ids = state.table.ids
+        page = heapq.nsmallest(page_size + 1, (slot for slot in slots.tolist() if ids[slot] > after), key=ids.__getitem__)
+        items = [self._stored_item(state, slot) for slot in page[:page_size]]
+        token = _encode_token(items[-1].id) if len(page) > page_size else ""
+        return items, token
 
     def copy_candidates(
         self,
@@ -261,40 +288,62 @@ class Collection:
         max_hash_distance: int,
         tag_filter: TagFilter | None = None,
         exclude_ids: Iterable[str] = frozenset(),
+        ranges: Sequence[AttributeRange] = (),
     ) -> list[CopyCandidate]:
         """The items a copy search verifies: every item whose perceptual hash is within
         `max_hash_distance` of `phash` (an exact scan: the ANN index cannot make it miss), then
         the `count` nearest by embedding; each once, with its fingerprint and hash distance."""
         query = validate_query(self.spec, query)
         count = validate_k(count)
-        if tag_filter is not None and tag_filter.is_empty:
-            tag_filter = None
-        exclude_ids = frozenset(exclude_ids)
-        with self._state_lock.read():
-            self._check_open()
-            allowed = self._candidates(tag_filter, exclude_ids)
-            by_hash = (
-                [] if phash is None else [(i, d) for i, d in self._hashes.within(phash, max_hash_distance, count) if _passes(i, allowed)]
-            )
-            nearest = self._index.search(query, count, allowed)
-            scores = dict(nearest)
-            missing = [i for i, _ in by_hash if i not in scores]
-            if missing:  # hash hits the index did not rank: score them exactly
-                scores.update(zip(missing, self._index.scores(query, missing)))
-            ordered = list(dict.fromkeys([i for i, _ in by_hash] + [i for i, _ in nearest]))
-            return [self._copy_candidate(i, scores[i], phash) for i in ordered]
+        self._check_open()
+        near = []
+        if phash is not None:
+            with self._copy_lock:
+                near = self._hashes.within(phash, max_hash_distance, count)
+        exclude_ids = list(exclude_ids)
+        state, slots = self._lookup(exclude_ids + [i for i, _ in near])
+        excluded, hash_slots = slots[: len(exclude_ids)], slots[len(exclude_ids) :]
+        mask = allowed(state, tag_filter, tuple(ranges), np.array([s for s in excluded if s is not None], np.int64))
+        prepared = self._index.prepare_query(query)
+        by_hash = [(slot, d) for (_, d), slot in zip(near, hash_slots) if slot is not None and (mask is None or mask[slot])]
+        slots, scores = self._index.search(state, prepared, count, mask)
+        score_of = dict(zip(slots.tolist(), scores.tolist()))
+        missing = np.array([s for s, _ in by_hash if s not in score_of], np.int64)
+        if len(missing):  # hash hits the index did not rank: score them exactly
+            score_of.update(zip(missing.tolist(), self._index.scores(state, prepared, missing).astype(np.float32).tolist()))
+        ordered = list(dict.fromkeys([s for s, _ in by_hash] + slots.tolist()))
+        with self._copy_lock:
+            return [self._copy_candidate(state, slot, score_of[slot], phash) for slot in ordered]
 
-    def _candidates(self, tag_filter: TagFilter | None, exclude_ids: frozenset[str]) -> Candidates | None:
-        """The items a search may return; None for all. A filter that names tags an item must
-        carry lists its matches from the tag index; with only none_of and exclusions, what is
-        left out is listed instead (it is usually the smaller set)."""
-        excluded = {i for i in exclude_ids if i in self._index}
-        if tag_filter is None and not excluded:
-            return None
-        if tag_filter is not None and tag_filter.has_positive_clause:
-            return self._index.candidates_among(self._tag_index.matching_ids(tag_filter) - excluded)
-        banned = excluded | (self._tag_index.ids_with_any(tag_filter.none_of) if tag_filter else set())
-        return self._index.candidates_except(banned)
+    def wait_for_index(self) -> None:
+        """Returns once no rebuild is under way or due (tests and benchmarks use it)."""
+        self._rebuilder.wait()
+
+    def _lookup(self, ids: Sequence[str]) -> tuple[State, list[int | None]]:
+        """A state and the present slot of each id in it (None: absent)."""
+        while True:
+            state = self._index.state
+            slots = [state.table.location.get(i) for i in ids]
+            if all(slot is None or slot < state.count for slot in slots):
+                return state, [slot if slot is not None and state.dead_at[slot] > state.version else None for slot in slots]
+            time.sleep(0)  # a write is between its new slots and its new state: take the state it publishes
+
+    def _crowded(self, state: State, query: np.ndarray, k: int, mask, exact: bool, crowding: Crowding):
+        """Crowding keeps fewer than it fetches: fetch 4x more until k are kept or none are left."""
+        fetch = min(4 * k, max(state.live, 1))
+        while True:
+            slots, scores = self._index.search(state, query, fetch, mask, exact)
+            kept = crowd(state.table.meta, slots, crowding, k)
+            if len(kept) >= k or len(slots) < fetch or fetch >= state.live:
+                return slots[kept], scores[kept]
+            fetch = min(state.live, 4 * fetch)
+
+    def _hits(self, state: State, slots: np.ndarray, scores: np.ndarray, threshold: float | None) -> list[Hit]:
+        if threshold is not None:
+            keep = scores <= threshold if self._index.lower_is_better else scores >= threshold
+            slots, scores = slots[keep], scores[keep]
+        ids, metas, make = state.table.ids, state.table.meta, tuple.__new__  # the fastest way to a NamedTuple
+        return [make(Hit, (ids[slot], score, metas[slot])) for slot, score in zip(slots.tolist(), scores.tolist())]
 
     # --- writes ---
 
@@ -306,20 +355,51 @@ class Collection:
         uris: Sequence[str] | None = None,
         timestamps: Sequence[int] | None = None,
         fingerprints: Sequence[bytes] | None = None,
+        attributes: Sequence[dict[str, float]] | None = None,
     ) -> int:
         """Inserts the items or replaces those with the same ids; all or nothing. Durable on return.
         `fingerprints`: copy_detection's bytes per item (b"" for none), for a collection with find_copies."""
-        batch = validate_upsert(self.spec, ids, vectors, tags, uris, timestamps, fingerprints)
+        batch = validate_upsert(self.spec, ids, vectors, tags, uris, timestamps, fingerprints, attributes)
         if not batch.ids:
             return 0
         with self._write_lock:
             self._check_open()
-            self._wal.append_upsert(batch.ids, batch.vectors, batch.tags, batch.uris, batch.timestamps, batch.fingerprints)
-            with self._state_lock.write():
-                self._apply_upsert(batch.ids, batch.vectors, batch.tags, batch.uris, batch.timestamps, batch.fingerprints)
-            self._after_write()
+            self._write_upsert(batch.ids, batch.vectors, batch.tags, batch.uris, batch.timestamps, batch.fingerprints, batch.attributes)
         self._maybe_snapshot()
         return len(batch.ids)
+
+    def update(self, ids: Sequence[str], fields: Sequence[str], tags, uris, timestamps, attributes) -> int:
+        """Changes the `fields` (of UPDATABLE_FIELDS) of existing items, keeping their vectors and
+        fingerprints: logged as a whole upsert, so it has the same durability. All or nothing;
+        NotFound at `items[i].id` for an item that does not exist."""
+        assert set(fields) <= set(UPDATABLE_FIELDS), "the servicer checks the field mask"
+        count = len(ids)
+        given = validate_upsert(self.spec, ids, np.ones((count, self.spec.dimension), np.float32), tags, uris, timestamps, None, attributes)
+        with self._write_lock:
+            self._check_open()
+            state, slots = self._lookup(given.ids)
+            for position, slot in enumerate(slots):
+                if slot is None:
+                    raise NotFound(
+                        f"item {describe_id(given.ids[position])} not found in collection '{self.spec.name}'",
+                        reason=Reason.ITEM_NOT_FOUND,
+                        field=f"items[{position}].id",
+                        metadata={"item_id": given.ids[position], "collection": self.spec.name},
+                    )
+            metas = [state.table.meta[slot] for slot in slots]
+            with self._copy_lock:
+                prints = [self._fingerprints.get(i, b"") for i in given.ids]
+            self._write_upsert(
+                given.ids,
+                state.vectors[np.array(slots, np.int64)],
+                given.tags if "tags" in fields else [m.tags for m in metas],
+                given.uris if "uri" in fields else [m.uri for m in metas],
+                given.timestamps if "timestamp" in fields else [m.timestamp for m in metas],
+                prints,
+                given.attributes if "attributes" in fields else [dict(m.attributes) for m in metas],
+            )
+        self._maybe_snapshot()
+        return count
 
     def delete(self, ids: Sequence[str]) -> int:
         """Deletes the ids that exist (others are ignored); returns how many existed. Durable on return."""
@@ -327,15 +407,21 @@ class Collection:
         with self._write_lock:
             self._check_open()
             # Only writers change membership, and they hold the write lock: no race with this check.
-            present = list(dict.fromkeys(i for i in ids if i in self._index))
+            location = self._index.state.table.location
+            present = list(dict.fromkeys(i for i in ids if i in location))
             if not present:
                 return 0
             self._wal.append_delete(present)
-            with self._state_lock.write():
-                self._apply_delete(present)
+            self._apply_delete(present)
             self._after_write()
         self._maybe_snapshot()
         return len(present)
+
+    def _write_upsert(self, ids, vectors, tags, uris, timestamps, fingerprints, attributes) -> None:
+        """Under the write lock: log, apply, count."""
+        self._wal.append_upsert(ids, vectors, tags, uris, timestamps, fingerprints, attributes)
+        self._apply_upsert(ids, vectors, tags, uris, timestamps, fingerprints, attributes)
+        self._after_write()
 
     # --- snapshots and lifecycle ---
 
@@ -353,15 +439,21 @@ class Collection:
                 if self._records_since_snapshot == 0 and not self._wal.has_sealed_files():
                     return None
                 seq = self._wal.last_seq
-                ids = self._index.ids()
+                state = self._index.state
+                slots = np.flatnonzero(state.dead_at[: state.count] > state.version)
+                ids = [state.table.ids[slot] for slot in slots.tolist()]
+                metas = [state.table.meta[slot] for slot in slots.tolist()]
+                with self._copy_lock:
+                    fingerprints = [self._fingerprints.get(i, b"") for i in ids]
                 data = SnapshotData(
                     seq=seq,
                     ids=ids,
-                    vectors=self._index.vectors().copy(),
-                    tags=[self._tags[i] for i in ids],
-                    uris=[self._uris.get(i, "") for i in ids],
-                    timestamps=[self._timestamps.get(i, 0) for i in ids],
-                    fingerprints=[self._fingerprints.get(i, b"") for i in ids],
+                    vectors=state.vectors[slots],
+                    tags=[m.tags for m in metas],
+                    uris=[m.uri for m in metas],
+                    timestamps=[m.timestamp for m in metas],
+                    fingerprints=fingerprints,
+                    attributes=[dict(m.attributes) for m in metas],
                 )
                 self._wal.rotate()
                 self._records_since_snapshot = 0
@@ -407,10 +499,11 @@ class Collection:
         )
 
     def _shut(self, error: Callable[[], LookalikeError]) -> None:
-        with self._snapshot_lock, self._write_lock, self._state_lock.write():
+        with self._snapshot_lock, self._write_lock:
             if self._closed is None:
                 self._closed = error
                 self._wal.close()
+        self._rebuilder.stop()
 
     # --- internals ---
 
@@ -418,37 +511,24 @@ class Collection:
         if self._closed is not None:
             raise self._closed()
 
-    def _stored_item(self, item_id: str) -> StoredItem:
+    def _stored_item(self, state: State, slot: int) -> StoredItem:
+        item_id, meta = state.table.ids[slot], state.table.meta[slot]
         return StoredItem(
-            item_id,
-            self._index.vector(item_id),
-            self._tags[item_id],
-            self._uris.get(item_id, ""),
-            self._timestamps.get(item_id, 0),
-            item_id in self._fingerprints,
+            item_id, state.vectors[slot].copy(), meta.tags, meta.uri, meta.timestamp, meta.has_fingerprint, dict(meta.attributes)
         )
 
-    def _hit(self, item_id: str, score: float) -> Hit:
-        return Hit(item_id, score, self._tags[item_id], self._uris.get(item_id, ""), self._timestamps.get(item_id, 0))
-
-    def _copy_candidate(self, item_id: str, score: float, phash: int | None) -> CopyCandidate:
+    def _copy_candidate(self, state: State, slot: int, score: float, phash: int | None) -> CopyCandidate:
+        """Under the copy lock."""
+        item_id, meta = state.table.ids[slot], state.table.meta[slot]
         fingerprint = self._fingerprints.get(item_id, b"")
         stored_hash = self._hashes.get(item_id) if fingerprint else None
         distance = None if stored_hash is None or phash is None else int(hamming(phash, np.array([stored_hash], np.uint64))[0])
-        return CopyCandidate(self._hit(item_id, score), distance, fingerprint)
+        return CopyCandidate(Hit(item_id, score, meta), distance, fingerprint)
 
     def _after_write(self) -> None:
-        """Under the write lock, after a write was applied: count it, rebuild the index if due."""
+        """Under the write lock, after a write was applied: count it, start a rebuild if due."""
         self._records_since_snapshot += 1
-        if not self._index.needs_rebuild():
-            return
-        try:
-            searcher = self._index.build_searcher()  # searches go on meanwhile, on the old searcher
-        except Exception:  # the write is durable and applied; searches stay correct without the rebuild
-            logger.exception("collection %r: rebuilding the index failed", self.spec.name)
-            return
-        with self._state_lock.write():
-            self._index.install(searcher)
+        self._rebuilder.start_if_due()
 
     def _maybe_snapshot(self) -> None:
         if (
@@ -471,41 +551,46 @@ class Collection:
                     reason=Reason.COLLECTION_DAMAGED,
                     metadata={"collection": self.spec.name},
                 )
-            self._apply_upsert(record.ids, record.vectors, record.tags, record.uris, record.timestamps, record.fingerprints)
+            self._apply_upsert(
+                record.ids, record.vectors, record.tags, record.uris, record.timestamps, record.fingerprints, record.attributes
+            )
         else:
             assert isinstance(record, DeleteRecord)
             self._apply_delete(record.ids)
 
-    def _apply_upsert(self, ids, vectors: np.ndarray, tags, uris, timestamps, fingerprints) -> None:
-        self._index.upsert(list(ids), vectors)
-        for item_id, item_tags, uri, timestamp, fingerprint in zip(ids, tags, uris, timestamps, fingerprints):
-            old_tags = self._tags.get(item_id)
-            if old_tags:
-                self._tag_index.remove(item_id, old_tags)
-            self._tags[item_id] = item_tags
-            self._tag_index.add(item_id, item_tags)
-            if uri:
-                self._uris[item_id] = uri
-            else:
-                self._uris.pop(item_id, None)
-            if timestamp:
-                self._timestamps[item_id] = timestamp
-            else:
-                self._timestamps.pop(item_id, None)
-            if fingerprint:
-                self._fingerprints[item_id] = fingerprint
-                self._hashes.set(item_id, Fingerprint.from_bytes(fingerprint).phash)
-            elif self._fingerprints.pop(item_id, None) is not None:
-                self._hashes.remove(item_id)
+    def _apply_upsert(self, ids, vectors: np.ndarray, tags, uris, timestamps, fingerprints, attributes) -> None:
+        metas = [
+            ItemMeta(tuple(t), uri, timestamp, a or NO_ATTRIBUTES, bool(f))
+            for t, uri, timestamp, f, a in zip(tags, uris, timestamps, fingerprints, attributes)
+        ]
+        with self._copy_lock:  # before the index publishes the items, so a copy search finds their prints
+            for item_id, fingerprint in zip(ids, fingerprints):
+                if fingerprint:
+                    self._fingerprints[item_id] = fingerprint
+                    self._hashes.set(item_id, Fingerprint.from_bytes(fingerprint).phash)
+                elif self._fingerprints.pop(item_id, None) is not None:
+                    self._hashes.remove(item_id)
+        self._index.upsert(list(ids), np.asarray(vectors, np.float32), metas)
 
     def _apply_delete(self, ids) -> None:
-        for item_id in self._index.delete(list(ids)):
-            self._tag_index.remove(item_id, self._tags.pop(item_id))
-            self._uris.pop(item_id, None)
-            self._timestamps.pop(item_id, None)
-            if self._fingerprints.pop(item_id, None) is not None:
-                self._hashes.remove(item_id)
+        removed = self._index.delete(list(ids))
+        with self._copy_lock:
+            for item_id in removed:
+                if self._fingerprints.pop(item_id, None) is not None:
+                    self._hashes.remove(item_id)
 
 
-def _passes(item_id: str, allowed: Candidates | None) -> bool:
-    return allowed is None or allowed.accept(item_id)
+
+
+def _encode_token(last_id: str) -> str:
+    return base64.urlsafe_b64encode(last_id.encode("utf-8")).decode("ascii")
+
+
+def _decode_token(token: str) -> str:
+    """The id a page token continues after ("" for the first page); InvalidArgument when it is not ours."""
+    if not token:
+        return ""
+    try:
+        return base64.urlsafe_b64decode(token.encode("ascii")).decode("utf-8")
+    except (ValueError, UnicodeError, binascii.Error):
+        raise InvalidArgument("page_token is not one this service returned", reason=Reason.REQUEST_MALFORMED, field="page_token") from None

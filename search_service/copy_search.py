@@ -30,7 +30,7 @@ from copy_detection.edit_picture import EditSummary, summarise, summary_and_png
 from copy_detection.features import Fingerprint
 from copy_detection.verdict import Decision, Evidence, Verdict, decide
 from copy_detection.verification import Match, verify_many
-from search_service.collection import Collection, CopyCandidate, TagFilter
+from search_service.collection import AttributeRange, Collection, CopyCandidate, TagFilter
 
 HASH_CANDIDATE_DISTANCE = 12  # bits of 64: wider than an exact copy's, so near copies get verified too
 _RANK = {Verdict.EXACT_COPY: 3, Verdict.EDITED_COPY: 2, Verdict.SIMILAR: 1, Verdict.UNRELATED: 0}
@@ -49,6 +49,7 @@ class CopyOptions:
     k: int
     candidates: int
     tag_filter: TagFilter | None = None
+    ranges: tuple[AttributeRange, ...] = ()
     include_similar: bool = False
     edit_pictures: bool = False
     earliest_first: bool = False
@@ -81,6 +82,7 @@ def find_copies(collection: Collection, query: CopyQuery, options: CopyOptions) 
         HASH_CANDIDATE_DISTANCE,
         options.tag_filter,
         query.exclude_ids,
+        options.ranges,
     )
     stored = [Fingerprint.from_bytes(c.fingerprint) if c.fingerprint else None for c in candidates]
     featureless = fingerprint is None or fingerprint.featureless

@@ -13,6 +13,7 @@ from search_service.collection_store import CollectionStore
 from search_service.encoder_gateway import EncoderGateway
 from search_service.servicer import SearchServicer
 from search_service.settings import SearchSettings
+from search_service.vector_index import IndexPolicy
 
 log = logging.getLogger(__name__)
 
@@ -22,8 +23,8 @@ SERVICE_NAMES = [SERVICE.full_name]
 # collection-level changes that can lose a catalogue.
 PERMISSIONS = auth.method_permissions(
     SERVICE,
-    read=["Search", "FindCopies", "Get", "ListCollections", "GetCollection"],
-    write=["Upsert", "Delete"],
+    read=["Search", "SearchBatch", "FindCopies", "Get", "ListItems", "ListCollections", "GetCollection"],
+    write=["Upsert", "UpsertStream", "UpdateItems", "Delete"],
     admin=["CreateCollection", "DeleteCollection"],
 )
 
@@ -36,6 +37,7 @@ def create_server(settings: SearchSettings) -> tuple[grpc.Server, int]:
 
 def serve(settings: SearchSettings) -> None:
     server, port, health, store, in_flight = _build(settings)
+    grpc_server.serve_metrics(settings, settings.metrics_port)
     server.start()
     log.info("search service listening", extra={"fields": {"port": port, "data_dir": str(settings.data_dir)}})
     try:
@@ -54,7 +56,10 @@ def _build(settings: SearchSettings):
         max_inflight_bytes=settings.max_inflight_bytes,
     )
     health = grpc_server.add_health_and_reflection(server, SERVICE_NAMES, reflection_on=settings.reflection)
-    store = CollectionStore(settings.data_dir, fsync=settings.fsync, snapshot_every=settings.snapshot_every)
+    policy = IndexPolicy(
+        recall_target=settings.recall_target, brute_force_below=settings.brute_force_below, rebuild_threads=settings.rebuild_threads
+    )
+    store = CollectionStore(settings.data_dir, fsync=settings.fsync, snapshot_every=settings.snapshot_every, index_policy=policy)
     encoder = EncoderGateway(
         settings.encoder_address,
         settings.encoder_timeout_seconds,

@@ -3,7 +3,8 @@
 What the protocol adds on top of the store lives here: images are embedded through the
 encoder gateway (with what remains of the caller's deadline), vectors must name the model of
 a collection that pins one, and creates and deletes can be retried safely. A collection with
-find_copies gets a fingerprint with every image it embeds; FindCopies is copy_search.py's.
+find_copies gets a fingerprint with every image it embeds; FindCopies is copy_search.py's,
+Search and SearchBatch search_requests.py's, UpsertStream bulk_ingest.py's.
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ from copy_detection.verdict import Evidence, ThresholdError, Thresholds, Verdict
 from lookalike.errors import AlreadyExists, FailedPrecondition, Internal, InvalidArgument, NotFound, Reason
 from lookalike.model_format import METRIC_ENUM, METRIC_NAME
 from lookalike.v1 import encoder_pb2, images_pb2, search_pb2, search_pb2_grpc
-from search_service.collection import DAMAGED, READY, Collection, CollectionInfo, CollectionSpec, Hit, TagFilter
+from search_service import bulk_ingest, search_requests
+from search_service.collection import DAMAGED, READY, UPDATABLE_FIELDS, Collection, CollectionInfo, CollectionSpec, IndexInfo, StoredItem
 from search_service.collection_store import CollectionStore
 from search_service.copy_search import CopyOptions, CopyQuery, FoundCopy, find_copies
 from search_service.encoder_gateway import EncoderGateway
+from search_service.search_requests import check_model, model_of, ranges, tag_filter
 from search_service.settings import SearchSettings
 
 
@@ -69,7 +72,7 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
         for i, item in enumerate(items):
             content = item.WhichOneof("content")
             if content == "vector":
-                _check_model(collection.spec, item.vector, f"items[{i}].vector")
+                check_model(collection.spec, item.vector, f"items[{i}].vector")
                 rows[i] = item.vector.values
             elif content == "image":
                 with_images.append(i)
@@ -92,8 +95,49 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
             [item.uri for item in items],
             [item.timestamp for item in items],
             fingerprints,
+            [dict(item.attributes) for item in items],
         )
         return search_pb2.UpsertResponse(upserted=written)
+
+    def UpsertStream(self, request_iterator, context) -> search_pb2.UpsertStreamResponse:
+        def embed(collection: Collection, images, fields, kind):
+            vectors, prints = self._embed(collection, images, fields, context, kind)
+            return vectors, [_checked(p) if p else p for p in prints]
+
+        return bulk_ingest.ingest(request_iterator, self.store, self.settings, embed)
+
+    def UpdateItems(self, request: search_pb2.UpdateItemsRequest, context) -> search_pb2.UpdateItemsResponse:
+        collection = self.store.get(request.collection)
+        items = request.items
+        self._check_batch(len(items))
+        paths = list(request.update_mask.paths)
+        if not paths:
+            raise InvalidArgument(
+                "update_mask names no field to change", reason=Reason.REQUIRED_FIELD_MISSING, field="update_mask.paths"
+            )
+        for position, path in enumerate(paths):
+            if path not in UPDATABLE_FIELDS:
+                raise InvalidArgument(
+                    f"update_mask.paths[{position}] is {path!r}; an update may change {', '.join(UPDATABLE_FIELDS)}",
+                    reason=Reason.VALUE_OUT_OF_RANGE,
+                    field=f"update_mask.paths[{position}]",
+                )
+        for i, item in enumerate(items):
+            if item.WhichOneof("content"):
+                raise InvalidArgument(
+                    f"items[{i}] carries a {item.WhichOneof('content')}: an update keeps the vector (use Upsert to replace it)",
+                    reason=Reason.REQUEST_MALFORMED,
+                    field=f"items[{i}].{item.WhichOneof('content')}",
+                )
+        updated = collection.update(
+            [item.id for item in items],
+            paths,
+            [list(item.tags) for item in items],
+            [item.uri for item in items],
+            [item.timestamp for item in items],
+            [dict(item.attributes) for item in items],
+        )
+        return search_pb2.UpdateItemsResponse(updated=updated)
 
     def Delete(self, request, context) -> search_pb2.DeleteResponse:
         return search_pb2.DeleteResponse(deleted=self.store.get(request.collection).delete(list(request.ids)))
@@ -109,51 +153,49 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
                 metadata={"limit": limit},
             )
         found, missing = collection.get(list(request.ids))
-        model = _model_of(collection.spec)
-        return search_pb2.GetResponse(
-            items=[
-                search_pb2.StoredItem(
-                    id=item.id,
-                    vector=images_pb2.Embedding(values=item.vector.tolist(), model=model),
-                    tags=item.tags,
-                    uri=item.uri,
-                    timestamp=item.timestamp,
-                    has_fingerprint=item.has_fingerprint,
-                )
-                for item in found
-            ],
-            missing_ids=missing,
+        model = model_of(collection.spec)
+        return search_pb2.GetResponse(items=[_stored_item(item, model) for item in found], missing_ids=missing)
+
+    def ListItems(self, request: search_pb2.ListItemsRequest, context) -> search_pb2.ListItemsResponse:
+        collection = self.store.get(request.collection)
+        size = request.page_size or 100
+        if not 1 <= size <= self.settings.max_get_ids:
+            raise InvalidArgument(
+                f"page_size must be between 0 and {self.settings.max_get_ids}, got {request.page_size}",
+                reason=Reason.VALUE_OUT_OF_RANGE,
+                field="page_size",
+                metadata={"limit": self.settings.max_get_ids},
+            )
+        items, token = collection.list_items(
+            tag_filter(request.filter), ranges(request.filter, "filter"), size, request.page_token
+        )
+        model = model_of(collection.spec)
+        return search_pb2.ListItemsResponse(
+            items=[_stored_item(item, model, request.with_vectors) for item in items], next_page_token=token
         )
 
     def Search(self, request: search_pb2.SearchRequest, context) -> search_pb2.SearchResponse:
-        collection = self.store.get(request.collection)
-        if not 1 <= request.k <= self.settings.max_k:
+        plan = search_requests.plan(self.store, self.settings, request)
+        self._embed_queries([plan], context)
+        search_requests.finish(plan)
+        return search_requests.answer([plan])[0]
+
+    def SearchBatch(self, request: search_pb2.SearchBatchRequest, context) -> search_pb2.SearchBatchResponse:
+        searches = request.searches
+        if not searches:
+            raise InvalidArgument("no searches in the request", reason=Reason.BATCH_EMPTY, field="searches")
+        if len(searches) > self.settings.max_batch_size:
             raise InvalidArgument(
-                f"k must be between 1 and {self.settings.max_k}, got {request.k}",
-                reason=Reason.K_OUT_OF_RANGE,
-                field="k",
-                metadata={"limit": self.settings.max_k},
+                f"{len(searches)} searches in one call, the limit is {self.settings.max_batch_size}",
+                reason=Reason.BATCH_TOO_LARGE,
+                field="searches",
+                metadata={"limit": self.settings.max_batch_size},
             )
-        exclude: frozenset[str] = frozenset()
-        query = request.WhichOneof("query")
-        if query == "vector":
-            _check_model(collection.spec, request.vector, "vector")
-            vector = np.asarray(request.vector.values, dtype=np.float32)
-        elif query == "image":
-            (vector,), _ = self._embed(collection, [request.image], ["image"], context)
-        elif query == "item_id":
-            vector = collection.vector_of(request.item_id)
-            exclude = frozenset([request.item_id])
-        else:
-            raise InvalidArgument(
-                "the query needs a vector, an image or an item_id", reason=Reason.REQUIRED_FIELD_MISSING, field="query"
-            )
-        hits = collection.search(vector, int(request.k), _tag_filter(request.filter), exclude)
-        return search_pb2.SearchResponse(
-            neighbors=[_neighbor(h) for h in hits],
-            model=_model_of(collection.spec),
-            metric=METRIC_ENUM[collection.spec.metric],
-        )
+        plans = [search_requests.plan(self.store, self.settings, s, f"searches[{i}].") for i, s in enumerate(searches)]
+        self._embed_queries(plans, context)
+        for plan in plans:
+            search_requests.finish(plan)
+        return search_pb2.SearchBatchResponse(results=search_requests.answer(plans))
 
     def FindCopies(self, request: search_pb2.FindCopiesRequest, context) -> search_pb2.FindCopiesResponse:
         collection = self.store.get(request.collection)
@@ -201,7 +243,8 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
         options = CopyOptions(
             k=k,
             candidates=candidates,
-            tag_filter=_tag_filter(request.filter),
+            tag_filter=tag_filter(request.filter),
+            ranges=ranges(request.filter, "filter"),
             include_similar=request.include_similar,
             edit_pictures=request.edit_pictures,
             earliest_first=request.order == search_pb2.COPY_ORDER_EARLIEST_FIRST,
@@ -209,10 +252,22 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
         result = find_copies(collection, copy_query, options)
         return search_pb2.FindCopiesResponse(
             copies=[_copy(found) for found in result.copies],
-            model=_model_of(spec),
+            model=model_of(spec),
             query_featureless=result.query_featureless,
             candidates_verified=result.verified,
         )
+
+    def _embed_queries(self, plans: list[search_requests.Plan], context) -> None:
+        """Embeds the query images of `plans`, one encoder call per collection."""
+        by_collection: dict[int, list[search_requests.Plan]] = {}
+        for plan in plans:
+            if plan.image is not None:
+                by_collection.setdefault(id(plan.collection), []).append(plan)
+        for group in by_collection.values():
+            fields = [f"{plan.field}image" for plan in group]
+            vectors, _ = self._embed(group[0].collection, [plan.image for plan in group], fields, context)
+            for plan, vector in zip(group, vectors):
+                plan.vector = vector
 
     def _check_batch(self, size: int) -> None:
         if size == 0:
@@ -278,28 +333,6 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
         return self.encoder.embed(ref, images, fields, context.time_remaining(), fingerprints)
 
 
-def _check_model(spec: CollectionSpec, vector: images_pb2.Embedding, field: str) -> None:
-    """A collection that pins a model takes only vectors that name it: same length is not enough."""
-    if not spec.model_name:
-        return
-    pinned = f"{spec.model_name} v{spec.model_version}"
-    if not vector.model.name:
-        raise InvalidArgument(
-            f"{field}.model is required: collection {spec.name!r} holds vectors of model {pinned}",
-            reason=Reason.REQUIRED_FIELD_MISSING,
-            field=f"{field}.model",
-            metadata={"model": spec.model_name, "version": spec.model_version},
-        )
-    if (vector.model.name, vector.model.version) != (spec.model_name, spec.model_version):
-        raise FailedPrecondition(
-            f"{field} was made by model {vector.model.name} v{vector.model.version}, but collection {spec.name!r} "
-            f"holds vectors of model {pinned}; vectors of different models are not comparable",
-            reason=Reason.MODEL_MISMATCH,
-            field=f"{field}.model",
-            metadata={"model": spec.model_name, "version": spec.model_version},
-        )
-
-
 def _satisfies(existing: CollectionSpec, wanted: CollectionSpec, request: search_pb2.CreateCollectionRequest) -> bool:
     """Whether an existing collection is what a (retried) create asked for; version 0 asked for any."""
     return (
@@ -318,10 +351,6 @@ def _describe(spec: CollectionSpec) -> str:
     return f"dimension {spec.dimension}, {spec.metric}{model}{copies}"
 
 
-def _model_of(spec: CollectionSpec) -> images_pb2.ModelRef | None:
-    return images_pb2.ModelRef(name=spec.model_name, version=spec.model_version) if spec.model_name else None
-
-
 _STATE = {READY: search_pb2.Collection.STATE_READY, DAMAGED: search_pb2.Collection.STATE_DAMAGED}
 
 
@@ -331,12 +360,48 @@ def _collection(info: CollectionInfo) -> search_pb2.Collection:
         name=spec.name,
         dimension=spec.dimension,
         metric=METRIC_ENUM.get(spec.metric, images_pb2.METRIC_UNSPECIFIED),  # "" when its spec is unreadable
-        model=_model_of(spec),
+        model=model_of(spec),
         size=info.size,
         state=_STATE[info.state],
         state_reason=info.state_reason,
         find_copies=spec.find_copies,
         copy_thresholds=_thresholds(spec.copy_thresholds),
+        index=_index(info.index),
+    )
+
+
+_KIND = {
+    "exact": search_pb2.IndexInfo.KIND_EXACT,
+    "brute_force": search_pb2.IndexInfo.KIND_BRUTE_FORCE,
+    "tree_ah": search_pb2.IndexInfo.KIND_TREE_AH,
+}
+
+
+def _index(index: IndexInfo | None) -> search_pb2.IndexInfo | None:
+    if index is None:
+        return None
+    return search_pb2.IndexInfo(
+        kind=_KIND[index.kind],
+        indexed=index.indexed,
+        pending=index.pending,
+        rebuilding=index.rebuilding,
+        estimated_recall=index.estimated_recall,
+        recall_k=index.recall_k,
+        num_leaves=index.num_leaves,
+        leaves_to_search=index.leaves_to_search,
+        reorder=index.reorder,
+    )
+
+
+def _stored_item(item: StoredItem, model: images_pb2.ModelRef | None, with_vector: bool = True) -> search_pb2.StoredItem:
+    return search_pb2.StoredItem(
+        id=item.id,
+        vector=images_pb2.Embedding(values=item.vector.tolist(), model=model) if with_vector else None,
+        tags=item.tags,
+        uri=item.uri,
+        timestamp=item.timestamp,
+        has_fingerprint=item.has_fingerprint,
+        attributes=item.attributes,
     )
 
 
@@ -373,16 +438,6 @@ def _thresholds(thresholds: Thresholds | None) -> search_pb2.CopyThresholds | No
         embedding_copy=thresholds.embedding_copy,
         embedding_similar=thresholds.embedding_similar,
     )
-
-
-def _tag_filter(request_filter: search_pb2.Filter) -> TagFilter:
-    return TagFilter(
-        all_of=tuple(request_filter.all_of), any_of=tuple(request_filter.any_of), none_of=tuple(request_filter.none_of)
-    )
-
-
-def _neighbor(hit: Hit) -> search_pb2.Neighbor:
-    return search_pb2.Neighbor(id=hit.id, score=hit.score, tags=hit.tags, uri=hit.uri, timestamp=hit.timestamp)
 
 
 def _checked(fingerprint: bytes) -> bytes:

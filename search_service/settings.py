@@ -12,6 +12,9 @@ class SearchSettings(SecuritySettings):  # host, TLS, tokens, reflection: docs/s
     model_config = SettingsConfigDict(env_prefix="LOOKALIKE_SEARCH_", cli_kebab_case=True, cli_implicit_flags=True)
 
     port: int = Field(50052, description="TCP port; 0 picks a free one")
+    metrics_port: int | None = Field(
+        None, description="serve Prometheus metrics at http://host:PORT/metrics (HTTPS under TLS); unset: none; 0 picks a free one"
+    )
     data_dir: Path = Field(Path("data/search"), description="where collections keep their logs and snapshots")
     encoder_address: str = Field("localhost:50051", description="the encoder service, for searches and upserts by image")
     encoder_timeout_seconds: float = Field(
@@ -25,7 +28,20 @@ class SearchSettings(SecuritySettings):  # host, TLS, tokens, reflection: docs/s
     )
     fsync: bool = Field(True, description="fsync the write-ahead log before acknowledging a write")
     snapshot_every: int = Field(10_000, description="write a snapshot after this many logged writes")
-    max_batch_size: int = Field(256, description="most items in one upsert")
+    max_batch_size: int = Field(256, description="most items in one upsert (or one UpsertStream message), most searches in one SearchBatch")
+    max_stream_record_items: int = Field(
+        4096, ge=1, description="most items of an UpsertStream written as one log record (one fsync); messages are answered once written"
+    )
+    recall_target: float = Field(
+        0.97,
+        ge=0.5,
+        le=1.0,
+        description="recall@10 a tree index is tuned to at each (re)build, measured on a held-out sample of the collection's own vectors (docs/search-storage.md)",
+    )
+    brute_force_below: int = Field(20_000, ge=1, description="collections smaller than this are searched by ScaNN brute force (exact); a tuned tree from there on")
+    rebuild_threads: int = Field(
+        1, ge=0, description="ScaNN training threads of a background index rebuild (0: all cores); one leaves the other cores to searches"
+    )
     max_k: int = Field(1000, description="most neighbours one search returns")
     max_get_ids: int = Field(1000, ge=1, description="most ids one Get may ask for (the reply holds a vector for each)")
     copy_candidates: int = Field(50, ge=1, description="nearest items by embedding that FindCopies verifies when the request leaves it to the server")

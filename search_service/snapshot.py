@@ -4,8 +4,9 @@
 float32 (n, dimension); `fingerprints`, uint8, every item's fingerprint (copy_detection's
 format) concatenated, with `fingerprint_lengths`, int64 (n,), 0 for an item without one; and
 `meta`, the UTF-8 bytes of a JSON object with `seq` (the last log record the snapshot
-contains), `ids`, `tags`, `uris`, `timestamps` and the CRC32 of the vector bytes. Snapshots
-written before fingerprints existed lack those arrays and `timestamps`: none, all zero. The file is written under a temporary name, fsynced, renamed into place and
+contains), `ids`, `tags`, `uris`, `timestamps`, `attributes` (one object of name: number per
+item) and the CRC32 of the vector bytes. Snapshots written before fingerprints existed lack
+those arrays and `timestamps`: none, all zero; before attributes, `attributes`: none. The file is written under a temporary name, fsynced, renamed into place and
 the directory fsynced, so a reader sees a whole snapshot or none; older snapshots are
 deleted only after the new one is durable. The zip format's CRC32 covers both arrays, and
 `vectors_crc32` the vectors again: a flipped byte or a cut anywhere in the file makes it
@@ -51,6 +52,7 @@ class SnapshotData:
     uris: list[str]
     timestamps: list[int]  # 0: none
     fingerprints: list[bytes]  # b"": none
+    attributes: list[dict[str, float]] = dataclasses.field(default_factory=list)  # {} per item: none; [] for none at all
 
 
 def snapshot_file_name(seq: int) -> str:
@@ -76,6 +78,7 @@ def write_snapshot(directory: Path, data: SnapshotData, *, fsync: bool = True) -
         "tags": [list(t) for t in data.tags],
         "uris": data.uris,
         "timestamps": data.timestamps,
+        "attributes": data.attributes or [{}] * len(data.ids),
     }
     encoded = np.frombuffer(json.dumps(meta, ensure_ascii=False, separators=(",", ":")).encode("utf-8"), np.uint8)
     lengths = np.array([len(f) for f in data.fingerprints], dtype=np.int64)
@@ -105,6 +108,7 @@ def load_latest_snapshot(directory: Path, *, dimension: int) -> SnapshotData | N
             lengths = archive["fingerprint_lengths"] if has_fingerprints else np.zeros(count, np.int64)
             blob = archive["fingerprints"].tobytes() if has_fingerprints else b""
             timestamps = meta.get("timestamps", [0] * count)
+            attributes = meta.get("attributes", [{}] * count)
         problem = None
         if meta.get("format") != SNAPSHOT_FORMAT:
             problem = f"unknown format {meta.get('format')!r}"
@@ -114,8 +118,8 @@ def load_latest_snapshot(directory: Path, *, dimension: int) -> SnapshotData | N
             problem = f"vectors are {vectors.dtype} {vectors.shape}, expected float32 ({meta['count']}, {dimension})"
         elif zlib.crc32(np.ascontiguousarray(vectors).data) != meta["vectors_crc32"]:
             problem = "vector checksum mismatch"
-        elif not len(meta["ids"]) == len(meta["tags"]) == len(meta["uris"]) == len(timestamps) == len(lengths) == count:
-            problem = "ids, tags, uris, timestamps and fingerprints differ in length"
+        elif not len(meta["ids"]) == len(meta["tags"]) == len(meta["uris"]) == len(timestamps) == len(lengths) == len(attributes) == count:
+            problem = "ids, tags, uris, timestamps, attributes and fingerprints differ in length"
         elif lengths.dtype != np.int64 or lengths.min(initial=0) < 0 or int(lengths.sum()) != len(blob):
             problem = "fingerprint lengths do not add up"
     except OSError as e:
@@ -138,6 +142,7 @@ def load_latest_snapshot(directory: Path, *, dimension: int) -> SnapshotData | N
         uris=list(meta["uris"]),
         timestamps=[int(t) for t in timestamps],
         fingerprints=_split(blob, lengths),
+        attributes=[{str(n): float(v) for n, v in a.items()} for a in attributes],
     )
 
 

@@ -4,9 +4,10 @@ An upsert is checked whole. Each item needs an id of 1 to 512 bytes of UTF-8, un
 the batch; a vector of the collection's dimension, finite, of length (Euclidean norm) at most
 MAX_VECTOR_NORM, and (under cosine) not of zero length; at most 64 tags of 1 to 256 bytes (a
 tag given twice counts once); a uri of at most 2048 bytes; a timestamp that fits int64 (as
-the proto's); a fingerprint only in a collection with find_copies. Every bad field of every item becomes a FieldViolation at its path in the
-request (`items[3].vector`) with its own reason, and all of them travel in ONE
-InvalidArgument, so a client fixes a batch in one round trip. A batch whose parts do not line
+the proto's); at most 32 numeric attributes, each named by 1 to 64 bytes of UTF-8 and finite;
+a fingerprint only in a collection with find_copies. Every bad field of every item becomes a
+FieldViolation at its path in the request (`items[3].vector`) with its own reason, and all of
+them travel in ONE InvalidArgument, so a client fixes a batch in one round trip. A batch whose parts do not line
 up (2 ids but 3 vectors, one string where a list belongs) cannot come from a request, only
 from a Python caller; it is refused at once, at field `items`.
 
@@ -22,6 +23,8 @@ inside float32, whatever the metric and whichever way a score is summed.
 from __future__ import annotations
 
 import dataclasses
+import math
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -35,6 +38,8 @@ MAX_ID_BYTES = 512
 MAX_TAGS_PER_ITEM = 64
 MAX_TAG_BYTES = 256
 MAX_URI_BYTES = 2048
+MAX_ATTRIBUTES_PER_ITEM = 32
+MAX_ATTRIBUTE_NAME_BYTES = 64
 MIN_COSINE_NORM = 1e-30  # below this a vector has no usable direction (and 1/norm overflows float32)
 MAX_VECTOR_NORM = 1e18  # above this a score could overflow float32 (see the module docstring)
 _SPELLED_OUT = 5  # violations quoted in the message; the details carry every one
@@ -53,51 +58,71 @@ class Batch:
     uris: list[str]
     timestamps: list[int]  # 0: none
     fingerprints: list[bytes]  # b"": none
+    attributes: list[dict[str, float]]  # {}: none
 
 
-def validate_upsert(spec: CollectionSpec, ids, vectors, tags, uris, timestamps=None, fingerprints=None) -> Batch:
+def validate_upsert(spec: CollectionSpec, ids, vectors, tags, uris, timestamps=None, fingerprints=None, attributes=None) -> Batch:
     """The batch, checked whole; InvalidArgument with a violation per bad field otherwise."""
+    batch, bad = check_upsert(spec, ids, vectors, tags, uris, timestamps, fingerprints, attributes)
+    if bad:
+        violations = [v for position in sorted(bad) for v in bad[position]]
+        listed = "; ".join(v.description for v in violations[:_SPELLED_OUT])
+        more = f"; and {len(violations) - _SPELLED_OUT} more" if len(violations) > _SPELLED_OUT else ""
+        verb = "item is" if len(bad) == 1 else "items are"
+        raise InvalidArgument(
+            f"{len(bad)} {verb} invalid: {listed}{more}",
+            reason=violations[0].reason,
+            violations=violations,
+            metadata=_metadata(spec, [v.reason for v in violations]),
+        )
+    return batch
+
+
+def check_upsert(
+    spec: CollectionSpec, ids, vectors, tags, uris, timestamps=None, fingerprints=None, attributes=None
+) -> tuple[Batch, dict[int, list[FieldViolation]]]:
+    """(every item, cleaned; the violations of each bad item by position). For a caller that
+    keeps the good items of a batch (UpsertStream); parts that do not line up still raise."""
     ids = _as_list(ids, "ids", Reason.ID_INVALID)
     count = len(ids)
     tag_lists = [()] * count if tags is None else _count(_as_list(tags, "tags", Reason.TAG_INVALID), count, "tag lists")
     uri_list = [""] * count if uris is None else _count(_as_list(uris, "uris", Reason.URI_INVALID), count, "uris")
     times = [0] * count if timestamps is None else _timestamps(_count(_as_list(timestamps, "timestamps", Reason.VALUE_OUT_OF_RANGE), count, "timestamps"))
     prints = [b""] * count if fingerprints is None else _fingerprints(spec, _count(list(fingerprints), count, "fingerprints"))
+    attribute_maps = [{}] * count if attributes is None else _count(_as_list(attributes, "attributes", Reason.NAME_INVALID), count, "attribute maps")
     matrix, vector_problems = _vectors(spec, vectors, count)
 
-    violations: list[FieldViolation] = []
-    bad_items: set[int] = set()
+    bad: dict[int, list[FieldViolation]] = {}
     first_position: dict[str, int] = {}
-    clean_tags = []
+    clean_tags, clean_attributes = [], []
     for position in range(count):
         these_tags, tags_problem = _tags(tag_lists[position])
         clean_tags.append(these_tags)
+        these_attributes, attributes_problem = _attributes(attribute_maps[position])
+        clean_attributes.append(these_attributes)
         checked = (
             ("id", _id(ids[position], position, first_position)),
             ("vector", vector_problems[position]),
             ("tags", tags_problem),
             ("uri", _uri(uri_list[position])),
+            ("attributes", attributes_problem),
         )
         for name, problem in checked:
             if problem is not None:
                 field = f"items[{position}].{name}"
-                violations.append(FieldViolation(field, f"{field} {problem[0]}", problem[1]))
-                bad_items.add(position)
-    if violations:
-        listed = "; ".join(v.description for v in violations[:_SPELLED_OUT])
-        more = f"; and {len(violations) - _SPELLED_OUT} more" if len(violations) > _SPELLED_OUT else ""
-        verb = "item is" if len(bad_items) == 1 else "items are"
-        raise InvalidArgument(
-            f"{len(bad_items)} {verb} invalid: {listed}{more}",
-            reason=violations[0].reason,
-            violations=violations,
-            metadata=_metadata(spec, [v.reason for v in violations]),
-        )
-    return Batch(ids, matrix, clean_tags, uri_list, times, prints)
+                bad.setdefault(position, []).append(FieldViolation(field, f"{field} {problem[0]}", problem[1]))
+    return Batch(ids, matrix, clean_tags, uri_list, times, prints, clean_attributes), bad
 
 
-def validate_query(spec: CollectionSpec, query) -> np.ndarray:
-    """The query as float32 (dimension,); InvalidArgument at field `vector` otherwise."""
+def validate_query(spec: CollectionSpec, query, field: str = "vector") -> np.ndarray:
+    """The query as float32 (dimension,); InvalidArgument at `field` otherwise."""
+    if isinstance(query, np.ndarray) and query.dtype == np.float32 and query.shape == (spec.dimension,):
+        # The common case in one dot product (float64: no float32 square overflows): finite, not
+        # too long, not zero under cosine. NaN fails every comparison.
+        wide = query.astype(np.float64)
+        squared = float(wide @ wide)
+        if squared <= MAX_VECTOR_NORM**2 and (squared >= MIN_COSINE_NORM**2 or spec.metric != "cosine"):
+            return query
     try:
         with np.errstate(over="ignore", invalid="ignore"):  # beyond float32 becomes inf: refused below
             vector = np.asarray(query, dtype=np.float32)
@@ -110,7 +135,7 @@ def validate_query(spec: CollectionSpec, query) -> np.ndarray:
             problem = _length(spec, len(vector)) or _values(spec, vector[None])[0]
     if problem is not None:
         raise InvalidArgument(
-            f"query vector {problem[0]}", reason=problem[1], field="vector", metadata=_metadata(spec, [problem[1]])
+            f"query vector {problem[0]}", reason=problem[1], field=field, metadata=_metadata(spec, [problem[1]])
         )
     return vector
 
@@ -290,6 +315,23 @@ def _tags(tags) -> tuple[tuple[str, ...], Problem | None]:
         if not 1 <= length <= MAX_TAG_BYTES:
             return tags, (f"holds a tag of {length} bytes; tags are 1 to {MAX_TAG_BYTES} bytes", Reason.TAG_INVALID)
     return tags, None
+
+
+def _attributes(attributes) -> tuple[dict[str, float], Problem | None]:
+    """(the attributes as a plain dict of floats, their problem)."""
+    if not isinstance(attributes, Mapping):
+        return {}, ("must map names to numbers", Reason.NAME_INVALID)
+    if len(attributes) > MAX_ATTRIBUTES_PER_ITEM:
+        return {}, (f"holds {len(attributes)} attributes, at most {MAX_ATTRIBUTES_PER_ITEM} allowed", Reason.NAME_INVALID)
+    clean = {}
+    for name, value in attributes.items():
+        length = _utf8_length(name) if isinstance(name, str) else None
+        if length is None or not 1 <= length <= MAX_ATTRIBUTE_NAME_BYTES:
+            return {}, (f"has a name that is not 1 to {MAX_ATTRIBUTE_NAME_BYTES} bytes of UTF-8 text", Reason.NAME_INVALID)
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not math.isfinite(value):
+            return {}, (f"{name!r} is {value!r}, not a finite number", Reason.VALUES_NOT_FINITE)
+        clean[name] = float(value)
+    return clean, None
 
 
 def _uri(uri) -> Problem | None:

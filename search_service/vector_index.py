@@ -1,33 +1,33 @@
-"""The vectors of one collection, by id, and the ScaNN searcher over them.
+"""The vectors of one collection and the searchers over them: searched without a lock.
 
-Search (`VectorIndex.search`), given the items a search may return (`Candidates`, all when None):
-- few candidates (at most `exact_scan_rows`, or `exact_scan_fraction` of the collection):
-  an exact numpy scan over their rows;
-- otherwise ScaNN, asked for k results, or with a filter for more in proportion to how rare
-  candidates are, widening 4x until k of them are found; past `widen_fraction` of the
-  collection, when a tree search comes back short, or without a searcher: the exact scan.
-With a brute-force searcher every result is therefore exact; with a tree it is as
-approximate as an unfiltered search.
+Layout, as in an LSM tree (or Milvus' sealed and growing segments): the items live in an
+append-only `ItemTable` (item_table.py); a ScaNN searcher, immutable once built, covers the
+slots [0, base.upto) that were present when it was built (the *base*); slots written since
+(the *tail*) are scanned exactly with numpy. A write appends slots and stamps dead ones, then
+publishes a new `State` (one attribute assignment); a search takes the state once and answers
+from it alone, so searches never wait for writes, writes never wait for searches, and a search
+that starts after a write was acknowledged sees it.
 
-Row r of one float32 matrix (grown by doubling) holds the vector of item `ids[r]`. A delete
-moves the last row into the hole, which is exactly what ScaNN's own delete does to its
-datapoints, so ScaNN's datapoint index always equals our row and results map back to ids
-through our list. ScaNN is therefore used without its docid list, whose wrapper mutates
-before validating and pickles on serialize; the searcher is never serialized at all; it is
-rebuilt from the vectors on load.
+A rebuild (`build`, then `install`) compacts the slots present at one state into a new table
+and builds and tunes a new base over them (index_tuning.py), in the background, while writes
+go on into the old table; `install`, under the collection's write lock, carries the writes made
+meanwhile over and publishes a state with the new table and base. Due when the tail reaches
+`tail_rows` or `tail_fraction` of the base, when `dead_fraction` of the base died (deleted or
+replaced), or when the collection crosses `brute_force_below` either way.
 
-Index kinds (upstream guidance, scann/docs/algorithms.md):
-- `brute_force` below `brute_force_below` items (20k): exact, and cheap to update in place;
-- `tree_ah` from there on: a k-means tree of ~sqrt(n) leaves, anisotropic hashing with 2
-  dimensions per block, and exact reordering of `min_reorder` (> k) candidates.
-Writes update the searcher in place (ScaNN upsert/delete); the collection rebuilds it when the
-kind should change or the tree was trained on half or twice the current size. Until the first
-build, or after a ScaNN update failed, searches scan exactly, so they never miss a write.
+Search, given the items a search may return (`allowed`: a mask over the state's slots that
+includes presence; every present item when None):
+- few allowed (at most `exact_scan_rows`, or `exact_scan_fraction` of the collection), an
+  exact request, or no base: an exact numpy scan over them;
+- otherwise ScaNN, asked for k results, or with a filter or dead slots for more in proportion
+  to how rare the allowed ones are, widening 4x until k of them are found; past
+  `widen_fraction` of the base, or when a tree search comes back short: the exact scan. Plus
+  the exact scan of the tail, merged.
+With a brute-force base every result is therefore exact; with a tree it is as approximate as
+the tuning (index_tuning.py) measured.
 
-Cosine is a dot product over normalised vectors; the matrix keeps the vectors as given (Get
+Cosine is a dot product over normalised vectors; the table keeps the vectors as given (Get
 returns them unchanged) plus their inverse norms.
-
-Not thread-safe: the collection holds a lock around writes and searches (see collection.py).
 """
 
 from __future__ import annotations
@@ -36,54 +36,89 @@ import dataclasses
 import logging
 import math
 import time
-from collections.abc import Callable, Set
 
 import numpy as np
-from scann.scann_ops.py import scann_ops_pybind
 
 from lookalike.model_format import METRICS
+from search_service import index_tuning
+from search_service.index_tuning import BRUTE_FORCE, TREE_AH, Tuning
+from search_service.item_table import ALIVE, ItemMeta, ItemTable
+
+__all__ = ["BRUTE_FORCE", "EXACT", "METRICS", "TREE_AH", "IndexPolicy", "State", "VectorIndex"]
 
 logger = logging.getLogger(__name__)
 
-BRUTE_FORCE = "brute_force"
-TREE_AH = "tree_ah"
-EXACT = "exact"  # no searcher: numpy scans every row
+EXACT = "exact"  # no searcher yet: numpy scans every row
 _EXACT_CHUNK_ROWS = 65_536  # bounds the temporary memory of an exact scan
 
 
 @dataclasses.dataclass(frozen=True)
 class IndexPolicy:
-    """How collections index and search; the defaults follow ScaNN's upstream guidance."""
+    """How collections index and search; docs/search-storage.md says why these defaults."""
 
-    brute_force_below: int = 20_000  # items; a tree+AH index from there on
-    leaves_to_search_fraction: float = 0.25  # of the tree's leaves, per query
-    min_reorder: int = 400  # AH candidates rescored exactly per query (must exceed k)
+    brute_force_below: int = 20_000  # items; a tree+AH index from there on (ScaNN's guidance)
+    leaves_per_sqrt_n: float = 2.0  # the tree's leaves (index_tuning.py says why 2)
+    recall_target: float = 0.97  # recall@tuning_k the tree is tuned to, on a held-out sample
+    tuning_k: int = 10
+    tuning_sample: int = 256  # held-out vectors searched per setting tried
+    tail_rows: int = 2_048  # items written since the last build that trigger a rebuild...
+    tail_fraction: float = 0.1  # ...or this share of the built index, whichever is more
+    dead_fraction: float = 0.1  # deleted or replaced share of the built index that triggers one
     exact_scan_rows: int = 2_048  # a filter matching at most this many items is scanned exactly...
     exact_scan_fraction: float = 0.05  # ...as is one matching at most this share of the collection
     widen_fraction: float = 0.25  # overfetching past this share of the collection scans exactly instead
-    training_threads: int = 0  # ScaNN's training threads; 0 lets ScaNN decide
+    training_threads: int = 0  # ScaNN's training threads when a collection loads; 0 lets ScaNN decide
+    rebuild_threads: int = 1  # ...and for background rebuilds: one, so searches keep a core (2-core hosts)
 
 
 @dataclasses.dataclass(frozen=True)
-class Candidates:
-    """The items a search may return, when not all of them; made by `VectorIndex.candidates_*`
-    and valid until the next write."""
+class Base:
+    """A built searcher over the slots [0, upto) of `table`."""
 
-    count: int
-    accept: Callable[[str], bool]  # is this id one of them?
-    rows: Callable[[], np.ndarray]  # their rows, int64; computed only for an exact scan
+    scann: object  # the pybind searcher, called without the Python wrapper's overhead
+    kind: str
+    upto: int
+    num_leaves: int
+    tuning: Tuning
+
+    @property
+    def leaves(self) -> int:
+        """Leaves to search as tuned; -1 (the searcher's own) for brute force."""
+        return self.tuning.leaves_to_search if self.kind == TREE_AH else -1
+
+    @property
+    def reorder(self) -> int:
+        return self.tuning.reorder if self.kind == TREE_AH else -1
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class State:
+    """What a search reads: everything as of write `version`."""
+
+    version: int
+    count: int  # slots [0, count) exist
+    live: int  # items present
+    table: ItemTable
+    vectors: np.ndarray  # the table's arrays as of this state (rows below count are final)
+    inverse_norms: np.ndarray | None
+    dead_at: np.ndarray
+    base: Base | None
+    base_dead: int  # slots of the base dead at this version
 
 
 @dataclasses.dataclass(frozen=True)
-class Searcher:
-    """A built ScaNN searcher and what it was built as."""
+class Rebuilt:
+    """A compacted table and its base, built from `source`, to `install`."""
 
-    scann: scann_ops_pybind.ScannSearcher
-    kind: str  # BRUTE_FORCE or TREE_AH
-    built_size: int
+    source: State
+    table: ItemTable
+    old_to_new: np.ndarray
+    base: Base
 
 
 class VectorIndex:
+    """One writer at a time (the collection's write lock); any number of readers, lock-free."""
+
     def __init__(self, dimension: int, metric: str, policy: IndexPolicy | None = None, *, label: str = "") -> None:
         if metric not in METRICS:
             raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
@@ -92,295 +127,277 @@ class VectorIndex:
         self.policy = policy or IndexPolicy()
         self._label = label  # for log lines: the collection's name
         self._space = "squared_l2" if metric == "squared_l2" else "dot_product"
-        self._lower_is_better = metric == "squared_l2"
-        self._vectors = np.empty((0, dimension), np.float32)  # rows [0, len) are live
-        self._inverse_norms = np.empty(0, np.float64) if metric == "cosine" else None
-        self._ids: list[str] = []
-        self._rows: dict[str, int] = {}
-        self._searcher: Searcher | None = None
-
-    # --- items ---
-
-    def __len__(self) -> int:
-        return len(self._ids)
-
-    def __contains__(self, item_id: object) -> bool:
-        return item_id in self._rows
+        self.lower_is_better = metric == "squared_l2"
+        self._table = ItemTable(dimension, cosine=metric == "cosine")
+        self._version = 0
+        self._base: Base | None = None
+        self._base_dead = 0
+        self.state = self._state()
 
     def ids(self) -> list[str]:
-        return list(self._ids)
+        """The ids present now."""
+        state = self.state
+        return [state.table.ids[slot] for slot in np.flatnonzero(state.dead_at[: state.count] > state.version).tolist()]
 
-    def vector(self, item_id: str) -> np.ndarray:
-        """A copy of the stored vector; KeyError when the id is absent."""
-        return self._vectors[self._rows[item_id]].copy()
+    # --- writes (one at a time) ---
 
-    def vectors(self) -> np.ndarray:
-        """A read-only view of every live row, in row order (valid until the next write)."""
-        view = self._vectors[: len(self._ids)]
-        view.flags.writeable = False
-        return view
-
-    @property
-    def kind(self) -> str:
-        return self._searcher.kind if self._searcher is not None else EXACT
-
-    def upsert(self, ids: list[str] | tuple[str, ...], vectors: np.ndarray) -> None:
+    def upsert(self, ids: list[str], vectors: np.ndarray, metas: list[ItemMeta]) -> None:
         """Inserts or replaces; `vectors` is (len(ids), dimension) float32, finite, validated by the caller."""
         assert vectors.shape == (len(ids), self.dimension) and vectors.dtype == np.float32
         assert len(set(ids)) == len(ids), "ids must be unique within a batch"
-        size = len(self._ids)
-        rows = []
-        for item_id in ids:
-            row = self._rows.get(item_id)
-            if row is None:
-                row = len(self._ids)
-                self._rows[item_id] = row
-                self._ids.append(item_id)
-            rows.append(row)
-        self._reserve(len(self._ids))
-        rows_array = np.asarray(rows, dtype=np.int64)
-        self._vectors[rows_array] = vectors
-        if self._inverse_norms is not None:
-            self._inverse_norms[rows_array] = 1.0 / np.linalg.norm(vectors.astype(np.float64), axis=1)
-        if self._searcher is not None:
-            indices = [row if row < size else None for row in rows]  # None: ScaNN appends, in order
-            try:
-                placed = self._searcher.scann.searcher.upsert(indices, self._scann_rows(rows_array), max(1, len(rows)))
-                if list(placed) != rows:
-                    raise RuntimeError(f"ScaNN placed upserted points at {list(placed)[:5]}, expected {rows[:5]}")
-            except (RuntimeError, ValueError):
-                logger.exception("collection %r: ScaNN upsert failed; exact search until the rebuild", self._label)
-                self._searcher = None
+        self._version += 1
+        dead = self._table.append(ids, vectors, metas, self._version)
+        self._count_dead(dead)
+        self.state = self._state()
 
-    def delete(self, ids: list[str] | tuple[str, ...]) -> list[str]:
+    def delete(self, ids: list[str]) -> list[str]:
         """Removes the ids present (others are ignored); returns the ids removed."""
-        removed, indices = [], []
-        for item_id in ids:
-            row = self._rows.pop(item_id, None)
-            if row is None:
-                continue
-            last = len(self._ids) - 1
-            if row != last:  # move the last row into the hole, as ScaNN does
-                moved = self._ids[last]
-                self._ids[row] = moved
-                self._rows[moved] = row
-                self._vectors[row] = self._vectors[last]
-                if self._inverse_norms is not None:
-                    self._inverse_norms[row] = self._inverse_norms[last]
-            self._ids.pop()
-            removed.append(item_id)
-            indices.append(row)
-        if self._searcher is not None and indices:
-            try:
-                self._searcher.scann.searcher.delete(indices)
-                if self._searcher.scann.size() != len(self._ids):
-                    raise RuntimeError(f"ScaNN holds {self._searcher.scann.size()} points, expected {len(self._ids)}")
-            except (RuntimeError, ValueError, KeyError):
-                logger.exception("collection %r: ScaNN delete failed; exact search until the rebuild", self._label)
-                self._searcher = None
+        self._version += 1
+        removed, dead = self._table.kill(ids, self._version)
+        self._count_dead(dead)
+        self.state = self._state()
         return removed
 
-    # --- the searcher ---
+    def _count_dead(self, slots: np.ndarray) -> None:
+        if self._base is not None and len(slots):
+            self._base_dead += int(np.count_nonzero(slots < self._base.upto))
+
+    def _state(self) -> State:
+        table = self._table
+        return State(
+            self._version,
+            table.count,
+            table.live,
+            table,
+            table.vectors.array,
+            None if table.inverse_norms is None else table.inverse_norms.array,
+            table.dead_at.array,
+            self._base,
+            self._base_dead,
+        )
+
+    # --- rebuilds ---
 
     def needs_rebuild(self) -> bool:
-        searcher, size = self._searcher, len(self._ids)
-        if searcher is None:
+        state, policy = self.state, self.policy
+        base = state.base
+        if base is None:
             return True
-        if searcher.kind == BRUTE_FORCE:
-            return size >= self.policy.brute_force_below
-        # A tree: back to brute force well below the threshold (hysteresis), retrain when the
-        # size has doubled or halved since training (num_leaves ~ sqrt(n) drifts otherwise).
+        tail = state.count - base.upto
+        is_tree = base.kind == TREE_AH
+        wants_tree = state.live >= (policy.brute_force_below // 2 if is_tree else policy.brute_force_below)  # hysteresis
         return (
-            size < self.policy.brute_force_below // 2
-            or size > 2 * searcher.built_size
-            or size < searcher.built_size // 2
+            tail >= max(policy.tail_rows, policy.tail_fraction * (base.upto - state.base_dead))
+            or state.base_dead >= max(policy.tail_rows, policy.dead_fraction * base.upto)
+            or wants_tree != is_tree
         )
 
-    def build_searcher(self) -> Searcher:
-        """Builds a searcher over the current rows; reads only, so it may run while searches do.
-        ScaNN releases the GIL while building."""
-        size = len(self._ids)
-        data = self._scann_rows(slice(0, size))
+    def build(self, source: State, *, background: bool = True) -> Rebuilt:
+        """A compacted table and a tuned base as of `source`; reads only, so writes and searches
+        go on meanwhile (ScaNN releases the GIL while it trains)."""
         started = time.monotonic()
-        searcher = None
-        if size >= self.policy.brute_force_below:
-            try:
-                searcher = Searcher(self._build_tree(data), TREE_AH, size)
-            except (RuntimeError, ValueError):
-                logger.exception("collection %r: building a tree index failed; using brute force", self._label)
-        if searcher is None:
-            builder = scann_ops_pybind.builder(data, 10, self._space).score_brute_force()
-            builder.set_n_training_threads(self.policy.training_threads)
-            searcher = Searcher(builder.build(), BRUTE_FORCE, size)
+        table, old_to_new = source.table.compacted(source.count, source.version, source.dead_at)
+        size = table.count
+        rows = table.vectors.array[:size]
+        unit = rows * table.inverse_norms.array[:size, None] if table.inverse_norms is not None else rows
+        kind_threshold = self.policy.brute_force_below
+        if source.base is not None and source.base.kind == TREE_AH:
+            kind_threshold //= 2  # hysteresis: a tree stays a tree down to half the threshold
+        if size == 0:  # nothing to index: every search scans the (empty, then growing) tail
+            return Rebuilt(source, table, old_to_new, Base(None, BRUTE_FORCE, 0, 0, Tuning(0, 0, 1.0, 0)))
+        built = index_tuning.build(
+            np.ascontiguousarray(unit, np.float32),
+            self._space,
+            spherical=self.metric == "cosine",
+            brute_force_below=kind_threshold,
+            leaves_per_sqrt_n=self.policy.leaves_per_sqrt_n,
+            recall_target=self.policy.recall_target,
+            k=self.policy.tuning_k,
+            sample_size=self.policy.tuning_sample,
+            training_threads=self.policy.rebuild_threads if background else self.policy.training_threads,
+        )
+        base = Base(built.scann.searcher, built.kind, size, built.num_leaves, built.tuning)
         logger.info(
-            "collection %r: built a %s index of %d items in %.2fs",
+            "collection %r: built a %s index of %d items in %.2fs (recall@%d %.3f, %d leaves, reorder %d)",
             self._label,
-            searcher.kind,
+            built.kind,
             size,
             time.monotonic() - started,
+            built.tuning.k,
+            built.tuning.recall,
+            built.tuning.leaves_to_search,
+            built.tuning.reorder,
         )
-        return searcher
+        return Rebuilt(source, table, old_to_new, base)
 
-    def install(self, searcher: Searcher) -> None:
-        """Swaps in a searcher from `build_searcher`; no write may have happened in between."""
-        assert searcher.scann.size() == len(self._ids), "the index changed while the searcher was built"
-        self._searcher = searcher
-
-    def _build_tree(self, data: np.ndarray) -> scann_ops_pybind.ScannSearcher:
-        size = len(data)
-        num_leaves = max(2, round(math.sqrt(size)))
-        builder = (
-            scann_ops_pybind.builder(data, 10, self._space)
-            .tree(
-                num_leaves=num_leaves,
-                num_leaves_to_search=max(1, math.ceil(num_leaves * self.policy.leaves_to_search_fraction)),
-                training_sample_size=min(size, 250_000),
-            )
-            .score_ah(
-                2,
-                # Anisotropic quantization helps maximum inner product search only.
-                anisotropic_quantization_threshold=0.2 if self._space == "dot_product" else float("nan"),
-            )
-            .reorder(self.policy.min_reorder)
-        )
-        builder.set_n_training_threads(self.policy.training_threads)
-        return builder.build()
+    def install(self, rebuilt: Rebuilt) -> None:
+        """Swaps in a rebuilt table and base, carrying over the writes made since its source."""
+        source, table = rebuilt.source, rebuilt.table
+        assert source.table is self._table, "built from a table that was replaced meanwhile"
+        table.carry_over(self._table, source.count, source.version, rebuilt.old_to_new)
+        self._table = table
+        self._base = rebuilt.base
+        self._base_dead = int(np.count_nonzero(table.dead_at.array[: rebuilt.base.upto] != ALIVE))
+        self.state = self._state()
 
     # --- search ---
 
-    def candidates_among(self, ids: Set[str]) -> Candidates:
-        """The items in `ids`, each of which must be in the index."""
-        return Candidates(
-            count=len(ids),
-            accept=ids.__contains__,
-            rows=lambda: np.fromiter((self._rows[i] for i in ids), np.int64, len(ids)),
-        )
+    def prepare_query(self, query: np.ndarray) -> np.ndarray:
+        """float32 (dimension,), normalised for cosine; the caller validated it."""
+        if self.metric != "cosine":
+            return query
+        wide = query.astype(np.float64)  # float64: no square of a float32 under- or overflows
+        return query * np.float32(1 / math.sqrt(float(wide @ wide)))
 
-    def candidates_except(self, ids: Set[str]) -> Candidates:
-        """Every item but those in `ids`, each of which must be in the index."""
-        size = len(self._ids)
+    def prepare_queries(self, queries: np.ndarray) -> np.ndarray:
+        """`prepare_query` of each row (n, dimension), with the same arithmetic, so a batched
+        search gets the very queries the single ones do."""
+        if self.metric != "cosine":
+            return queries
+        wide = queries.astype(np.float64)
+        factors = (1 / np.sqrt(np.einsum("ij,ij->i", wide, wide))).astype(np.float32)
+        return queries * factors[:, None]
 
-        def rows() -> np.ndarray:
-            keep = np.ones(size, bool)
-            keep[np.fromiter((self._rows[i] for i in ids), np.int64, len(ids))] = False
-            return np.flatnonzero(keep)
+    def search(
+        self, state: State, query: np.ndarray, k: int, allowed: np.ndarray | None = None, exact: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(slots, scores) of the k best allowed items for a prepared `query`, best first."""
+        base = state.base
+        if allowed is None and not exact and state.base_dead == 0 and base is not None and state.count == base.upto and k <= base.tuning.k:
+            # The common case, kept short: every item in the index, none of it dead, k as tuned.
+            return base.scann.search(query, k, base.reorder, base.leaves)
+        if allowed is not None:
+            count = int(np.count_nonzero(allowed))
+            if count == 0:
+                return _EMPTY
+            policy = self.policy
+            if count <= max(policy.exact_scan_rows, policy.exact_scan_fraction * state.live):
+                exact = True
+        if exact or base is None:
+            return self._exact(state, query, k, allowed)
+        found = self._scann(state, query, k, allowed)
+        if found is None:
+            return self._exact(state, query, k, allowed)
+        if state.count == base.upto:
+            return found
+        tail = self._exact(state, query, k, allowed, start=base.upto)
+        return self._merge(found, tail, k)
 
-        return Candidates(count=size - len(ids), accept=lambda item_id: item_id not in ids, rows=rows)
+    def search_batch(self, state: State, queries: np.ndarray, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """`search` for each of `queries` (prepared), unfiltered; the base answers them in one
+        batched ScaNN call on all cores."""
+        base = state.base
+        if base is None or base.upto == 0 or len(queries) == 1:
+            return [self.search(state, q, k) for q in queries]
+        if state.base_dead == 0 and state.count == base.upto and k <= base.tuning.k:  # as in search()
+            rows, scores = base.scann.search_batched(queries, k, base.reorder, base.leaves, True, 1)
+            return list(zip(rows, scores))
+        fetch = self._fetch(state, k)
+        leaves, reorder = self._settings(base, fetch)
+        # Batches of one query per task: ScaNN's batched tree search picks leaves for a block of
+        # queries at once and then sometimes picks others than for each query alone (seen here,
+        # 8 to 14 of 40 queries at 4 leaves of 50); one per task gives exactly the single answers.
+        rows, scores = base.scann.search_batched(queries, fetch, reorder, leaves, True, 1)
+        results = []
+        for query, query_rows, query_scores in zip(queries, np.asarray(rows, np.int64), scores):
+            found = self._keep(state, query_rows, query_scores, k, None)
+            if len(found[0]) < min(k, base.upto - state.base_dead):  # dead slots crowded it out: widen alone
+                results.append(self.search(state, query, k))
+                continue
+            if state.count > base.upto:
+                found = self._merge(found, self._exact(state, query, k, None, start=base.upto), k)
+            results.append(found)
+        return results
 
-    def search(self, query: np.ndarray, k: int, candidates: Candidates | None = None) -> list[tuple[str, float]]:
-        """The k items nearest to `query` among `candidates` (every item when None), best first,
-        as (id, score); fewer when fewer exist. The caller checked the query's shape, values and
-        norm. The policy is the module docstring's."""
-        size = len(self._ids)
-        count = size if candidates is None else candidates.count
-        if count <= 0:
-            return []
-        query = self._prepare_query(query)
-        policy = self.policy
-        few = candidates is not None and count <= max(policy.exact_scan_rows, policy.exact_scan_fraction * size)
-        if not few and self._searcher is not None:
-            found = self._scann_search(query, k, candidates)
-            if found is not None:
-                return found
-        return self._pairs(*self._exact(query, k, None if candidates is None else candidates.rows()))
+    def scores(self, state: State, query: np.ndarray, slots: np.ndarray) -> np.ndarray:
+        """The exact scores of `slots` against a prepared `query` (float32, like search's)."""
+        return self._score(state, query, slots)
 
-    def scores(self, query: np.ndarray, ids: list[str]) -> list[float]:
-        """The exact scores of the given stored items against `query` (float32 values, like search's)."""
-        rows = np.array([self._rows[i] for i in ids], np.int64)
-        _, scores = self._exact(self._prepare_query(query), len(rows), rows)
-        order = {row: score for row, score in zip(rows.tolist(), scores.astype(np.float32).tolist())}
-        return [order[row] for row in rows.tolist()]
+    def _fetch(self, state: State, k: int) -> int:
+        base = state.base
+        live_in_base = base.upto - state.base_dead
+        if state.base_dead == 0 or live_in_base <= 0:
+            return min(k, base.upto)
+        return min(base.upto, math.ceil(1.2 * k * base.upto / live_in_base) + 4)
 
-    def _scann_search(self, query: np.ndarray, k: int, candidates: Candidates | None) -> list[tuple[str, float]] | None:
-        """ScaNN's k best among `candidates`, overfetching and widening as the module docstring
-        says; None when the exact scan must answer instead."""
-        size = len(self._ids)
-        if candidates is None:
-            fetch = min(k, size)
+    def _settings(self, base: Base, fetch: int) -> tuple[int, int]:
+        """(leaves to search, reorder depth) for `fetch` results; -1: the searcher's own."""
+        if base.kind != TREE_AH:
+            return -1, -1
+        tuning = base.tuning
+        return tuning.leaves_to_search, max(tuning.reorder, math.ceil(tuning.reorder * fetch / tuning.k))
+
+    def _scann(self, state: State, query: np.ndarray, k: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
+        """ScaNN's k best among the allowed slots of the base, overfetching and widening as the
+        module docstring says; None when the exact scan must answer instead."""
+        base = state.base
+        upto = base.upto
+        if allowed is None:
+            fetch = self._fetch(state, k)
         else:
-            fetch = min(size, max(k, math.ceil(1.5 * k * size / candidates.count)) + 8)
+            in_base = int(np.count_nonzero(allowed[:upto]))
+            if in_base == 0:
+                return _EMPTY
+            fetch = min(upto, max(k, math.ceil(1.5 * k * upto / in_base)) + 8)
+        if fetch <= 0:
+            return _EMPTY
         while True:
-            rows, scores = self._approximate(query, fetch)
-            hit_rows, hit_scores = rows, scores
-            if candidates is not None:
-                keep = np.fromiter((candidates.accept(self._ids[r]) for r in rows.tolist()), bool, len(rows))
-                hit_rows, hit_scores = rows[keep], scores[keep]
-            if len(hit_rows) >= k or len(rows) >= size:
-                return self._pairs(hit_rows[:k], hit_scores[:k])
+            leaves, reorder = self._settings(base, fetch)
+            rows, scores = base.scann.search(query, fetch, reorder, leaves)
+            found = self._keep(state, rows, scores, k, allowed)
+            if len(found[0]) >= k or fetch >= upto:
+                return found
             # A tree search can come back short when the leaves it scanned hold fewer than asked for.
-            if len(rows) < fetch or fetch >= size or fetch * 4 > size * self.policy.widen_fraction:
+            if len(rows) < fetch or fetch * 4 > upto * self.policy.widen_fraction:
                 return None
-            fetch = min(size, fetch * 4)
+            fetch = min(upto, fetch * 4)
 
-    def _prepare_query(self, query: np.ndarray) -> np.ndarray:
-        """float32 (dimension,), normalised for cosine."""
-        query = np.asarray(query, dtype=np.float32).reshape(self.dimension)
-        if self.metric == "cosine":
-            query = (query.astype(np.float64) / np.linalg.norm(query.astype(np.float64))).astype(np.float32)
-        return query
+    def _keep(self, state: State, rows: np.ndarray, scores: np.ndarray, k: int, allowed: np.ndarray | None):
+        keep = allowed[rows] if allowed is not None else state.dead_at[rows] > state.version
+        if not keep.all():
+            rows, scores = rows[keep], scores[keep]
+        return rows[:k], scores[:k]
 
-    def _approximate(self, query: np.ndarray, fetch: int) -> tuple[np.ndarray, np.ndarray]:
-        searcher = self._searcher
-        assert searcher is not None
-        if searcher.kind == TREE_AH:
-            rows, scores = searcher.scann.search(
-                query, final_num_neighbors=fetch, pre_reorder_num_neighbors=max(self.policy.min_reorder, 2 * fetch)
-            )
-        else:
-            rows, scores = searcher.scann.search(query, final_num_neighbors=fetch)
-        return rows.astype(np.int64), scores
-
-    def _exact(self, query: np.ndarray, k: int, rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        """Exact top-k over `rows` (every row when None), in chunks to bound memory."""
-        total = len(self._ids) if rows is None else len(rows)
-        best_rows = np.empty(0, np.int64)
-        best_scores = np.empty(0, np.float64)
-        for start in range(0, total, _EXACT_CHUNK_ROWS):
-            stop = min(total, start + _EXACT_CHUNK_ROWS)
-            chunk_rows = np.arange(start, stop) if rows is None else rows[start:stop]
-            block = self._vectors[start:stop] if rows is None else self._vectors[chunk_rows]
-            if self.metric == "squared_l2":
-                difference = block - query
-                scores = np.einsum("ij,ij->i", difference, difference).astype(np.float64)
-            else:
-                scores = (block @ query).astype(np.float64)
-                if self._inverse_norms is not None:
-                    scores *= self._inverse_norms[chunk_rows]
-            best_rows = np.concatenate([best_rows, chunk_rows])
-            best_scores = np.concatenate([best_scores, scores])
-            keep = self._best(best_scores, k)
-            best_rows, best_scores = best_rows[keep], best_scores[keep]
+    def _exact(
+        self, state: State, query: np.ndarray, k: int, allowed: np.ndarray | None, start: int = 0
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-k over the allowed (else present) slots from `start` on, in chunks to bound memory."""
+        best_rows, best_scores = _EMPTY
+        for chunk in range(start, state.count, _EXACT_CHUNK_ROWS):
+            stop = min(state.count, chunk + _EXACT_CHUNK_ROWS)
+            keep = allowed[chunk:stop] if allowed is not None else state.dead_at[chunk:stop] > state.version
+            rows = np.flatnonzero(keep) + chunk
+            if not len(rows):
+                continue
+            rows = np.concatenate([best_rows, rows])
+            scores = np.concatenate([best_scores, self._score(state, query, rows[len(best_rows) :])])
+            top = self._best(scores, k)
+            best_rows, best_scores = rows[top], scores[top]
         return best_rows, best_scores
+
+    def _score(self, state: State, query: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        block = state.vectors[rows]
+        if self.metric == "squared_l2":
+            difference = block - query
+            return np.einsum("ij,ij->i", difference, difference)
+        scores = block @ query
+        if state.inverse_norms is not None:
+            scores *= state.inverse_norms[rows]
+        return scores
+
+    def _merge(self, first, second, k: int) -> tuple[np.ndarray, np.ndarray]:
+        rows = np.concatenate([first[0].astype(np.int64), second[0]])
+        scores = np.concatenate([first[1], second[1]]).astype(np.float32)
+        top = self._best(scores, k)
+        return rows[top], scores[top]
 
     def _best(self, scores: np.ndarray, k: int) -> np.ndarray:
         """Indices of the k best scores, best first."""
-        key = scores if self._lower_is_better else -scores
+        key = scores if self.lower_is_better else -scores
         if k < len(key):
             top = np.argpartition(key, k - 1)[:k]
             return top[np.argsort(key[top], kind="stable")]
         return np.argsort(key, kind="stable")
 
-    def _pairs(self, rows: np.ndarray, scores: np.ndarray) -> list[tuple[str, float]]:
-        # float32 like ScaNN's scores (and the proto's), whichever path computed them.
-        return [(self._ids[r], s) for r, s in zip(rows.tolist(), scores.astype(np.float32).tolist())]
 
-    # --- storage ---
-
-    def _scann_rows(self, rows: np.ndarray | slice) -> np.ndarray:
-        """The rows as ScaNN indexes them: unit length for cosine, as stored otherwise."""
-        if self._inverse_norms is None:
-            return np.ascontiguousarray(self._vectors[rows])
-        return (self._vectors[rows] * self._inverse_norms[rows, None]).astype(np.float32)
-
-    def _reserve(self, size: int) -> None:
-        capacity = len(self._vectors)
-        if size <= capacity:
-            return
-        capacity = max(size, 2 * capacity, 16)
-        grown = np.empty((capacity, self.dimension), np.float32)
-        grown[: len(self._vectors)] = self._vectors
-        self._vectors = grown
-        if self._inverse_norms is not None:
-            norms = np.empty(capacity, np.float64)
-            norms[: len(self._inverse_norms)] = self._inverse_norms
-            self._inverse_norms = norms
+_EMPTY = (np.empty(0, np.int64), np.empty(0, np.float32))

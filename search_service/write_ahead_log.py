@@ -14,9 +14,10 @@ Record framing (little-endian):
 
 Payload: u32 header length | UTF-8 JSON header | raw float32 vectors | fingerprints (upserts
 only). The header holds `seq` (contiguous, starting at 1), `op` ("upsert" or "delete"), `ids`,
-and for upserts `dimension`, `tags` and `uris`; when any item has them, `timestamps` and
-`fingerprint_lengths` (bytes of each item's fingerprint, 0 for none; the fingerprints follow the
-vectors, concatenated: copy_detection's format). No pickle anywhere.
+and for upserts `dimension`, `tags` and `uris`; when any item has them, `timestamps`,
+`attributes` (one JSON object of name: number per item) and `fingerprint_lengths` (bytes of
+each item's fingerprint, 0 for none; the fingerprints follow the vectors, concatenated:
+copy_detection's format). No pickle anywhere.
 
 On replay, a bad record at the end of the newest file is either a write torn by a crash
 (never acknowledged) or an acknowledged record that the disk damaged; the bytes alone cannot
@@ -85,6 +86,7 @@ class UpsertRecord:
     uris: tuple[str, ...]
     timestamps: tuple[int, ...]  # 0: none
     fingerprints: tuple[bytes, ...]  # b"": none
+    attributes: tuple[dict[str, float], ...]  # {}: none
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,8 +120,9 @@ def _payload(header: dict, body: bytes = b"") -> bytes:
     return _HEADER_LENGTH.pack(len(encoded)) + encoded + body
 
 
-def encode_upsert(seq: int, ids, vectors: np.ndarray, tags, uris, timestamps=None, fingerprints=None) -> bytes:
-    """`timestamps` and `fingerprints`: one per item (0 and b"" for none), or None for none at all."""
+def encode_upsert(seq: int, ids, vectors: np.ndarray, tags, uris, timestamps=None, fingerprints=None, attributes=None) -> bytes:
+    """`timestamps`, `fingerprints` and `attributes`: one per item (0, b"" and {} for none), or
+    None for none at all."""
     assert vectors.dtype == np.float32 and vectors.ndim == 2 and len(vectors) == len(ids), "validated by the caller"
     timestamps = [0] * len(ids) if timestamps is None else timestamps
     fingerprints = [b""] * len(ids) if fingerprints is None else fingerprints
@@ -134,6 +137,9 @@ def encode_upsert(seq: int, ids, vectors: np.ndarray, tags, uris, timestamps=Non
     }
     if any(timestamps):
         header["timestamps"] = [int(t) for t in timestamps]
+    if attributes is not None and any(attributes):
+        assert len(attributes) == len(ids), "one attribute map (maybe empty) per item"
+        header["attributes"] = [dict(a) for a in attributes]
     if any(fingerprints):
         header["fingerprint_lengths"] = [len(f) for f in fingerprints]
     body = np.ascontiguousarray(vectors, dtype="<f4").tobytes() + b"".join(fingerprints)
@@ -165,9 +171,10 @@ def decode_payload(payload: bytes) -> LogRecord:
     tags = tuple(tuple(t) for t in header["tags"])
     uris = tuple(header["uris"])
     timestamps = tuple(int(t) for t in header.get("timestamps", [0] * len(ids)))
-    if not len(tags) == len(uris) == len(timestamps) == len(fingerprints) == len(ids):
-        raise ValueError("tags, uris, timestamps or fingerprints do not match the ids")
-    return UpsertRecord(seq, ids, vectors, tags, uris, timestamps, fingerprints)
+    attributes = tuple({str(n): float(v) for n, v in a.items()} for a in header.get("attributes", [{}] * len(ids)))
+    if not len(tags) == len(uris) == len(timestamps) == len(fingerprints) == len(attributes) == len(ids):
+        raise ValueError("tags, uris, timestamps, attributes or fingerprints do not match the ids")
+    return UpsertRecord(seq, ids, vectors, tags, uris, timestamps, fingerprints, attributes)
 
 
 # --- reading ----------------------------------------------------------------------------------
@@ -340,8 +347,8 @@ class WriteAheadLog:
         """Why appends are refused until a restart (a failed fsync...); None while they are not."""
         return self._failure
 
-    def append_upsert(self, ids, vectors: np.ndarray, tags, uris, timestamps=None, fingerprints=None) -> int:
-        return self._append(lambda seq: encode_upsert(seq, ids, vectors, tags, uris, timestamps, fingerprints))
+    def append_upsert(self, ids, vectors: np.ndarray, tags, uris, timestamps=None, fingerprints=None, attributes=None) -> int:
+        return self._append(lambda seq: encode_upsert(seq, ids, vectors, tags, uris, timestamps, fingerprints, attributes))
 
     def append_delete(self, ids) -> int:
         return self._append(lambda seq: encode_delete(seq, ids))

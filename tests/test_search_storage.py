@@ -384,9 +384,10 @@ def test_an_items_own_vector_finds_it_first(store, metric):
 
 @pytest.mark.parametrize("metric", METRICS)
 def test_search_is_correct_through_updates_and_deletes(tmp_path, metric):
-    """Deletes move rows around (in our table and inside ScaNN); results must still map to the right ids."""
-    # A tree from 300 items on, searching every leaf: results are exact, so any mapping slip shows.
-    policy = IndexPolicy(brute_force_below=300, leaves_to_search_fraction=1.0)
+    """Replacements and deletes kill slots, rebuilds compact them (while writes go on, carried over
+    at the swap); results must still map to the right ids."""
+    # A tree from 300 items on, tuned to recall 1.0, rebuilt every 50 writes in the background.
+    policy = IndexPolicy(brute_force_below=300, recall_target=1.0, tail_rows=50)
     store = CollectionStore(tmp_path, fsync=False, index_policy=policy)
     collection = make(store, dimension=8, metric=metric)
     rng = np.random.default_rng(1)
@@ -409,7 +410,10 @@ def test_search_is_correct_through_updates_and_deletes(tmp_path, metric):
         for item_id in rng.choice(sorted(truth), size=20, replace=False):
             assert collection.search(truth[item_id], 3)[0].id == item_id
         assert sorted(collection._index.ids()) == sorted(truth)
+    collection.wait_for_index()
     assert collection.index_kind == "tree_ah"  # 12 * 40 items remain, past the lowered threshold
+    for item_id in sorted(truth):
+        assert collection.search(truth[item_id], 3)[0].id == item_id
     store.close()
 
 
@@ -861,6 +865,7 @@ def test_a_larger_collection_uses_the_tree_index_with_high_recall(tmp_path):
     for start in range(0, n, 5_000):
         batch = slice(start, start + 5_000)
         collection.upsert([f"v{i}" for i in range(start, start + 5_000)], vectors[batch], tags[batch])
+    collection.wait_for_index()  # rebuilds run in the background
     assert collection.index_kind == "tree_ah"
 
     queries = vectors[rng.integers(0, n, 100)] + 0.1 * rng.standard_normal((100, dimension)).astype(np.float32)
@@ -882,6 +887,7 @@ def test_a_larger_collection_uses_the_tree_index_with_high_recall(tmp_path):
     reopened = CollectionStore(tmp_path, fsync=False).get("things")  # rebuilt from the log as a tree
     assert reopened.index_kind == "tree_ah" and reopened.info().size == n
     collection.delete([f"v{i}" for i in range(16_000)])
+    collection.wait_for_index()
     assert collection.index_kind == "brute_force" and collection.info().size == 9_000
 
 

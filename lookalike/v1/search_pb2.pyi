@@ -1,3 +1,5 @@
+from google.protobuf import field_mask_pb2 as _field_mask_pb2
+from lookalike.v1 import errors_pb2 as _errors_pb2
 from lookalike.v1 import images_pb2 as _images_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -40,7 +42,7 @@ EVIDENCE_LOCAL_FEATURES: Evidence
 EVIDENCE_EMBEDDING: Evidence
 
 class Collection(_message.Message):
-    __slots__ = ("name", "dimension", "metric", "model", "size", "state", "state_reason", "find_copies", "copy_thresholds")
+    __slots__ = ("name", "dimension", "metric", "model", "size", "state", "state_reason", "find_copies", "copy_thresholds", "index")
     class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         STATE_UNSPECIFIED: _ClassVar[Collection.State]
@@ -58,6 +60,7 @@ class Collection(_message.Message):
     STATE_REASON_FIELD_NUMBER: _ClassVar[int]
     FIND_COPIES_FIELD_NUMBER: _ClassVar[int]
     COPY_THRESHOLDS_FIELD_NUMBER: _ClassVar[int]
+    INDEX_FIELD_NUMBER: _ClassVar[int]
     name: str
     dimension: int
     metric: _images_pb2.Metric
@@ -67,7 +70,40 @@ class Collection(_message.Message):
     state_reason: str
     find_copies: bool
     copy_thresholds: CopyThresholds
-    def __init__(self, name: _Optional[str] = ..., dimension: _Optional[int] = ..., metric: _Optional[_Union[_images_pb2.Metric, str]] = ..., model: _Optional[_Union[_images_pb2.ModelRef, _Mapping]] = ..., size: _Optional[int] = ..., state: _Optional[_Union[Collection.State, str]] = ..., state_reason: _Optional[str] = ..., find_copies: _Optional[bool] = ..., copy_thresholds: _Optional[_Union[CopyThresholds, _Mapping]] = ...) -> None: ...
+    index: IndexInfo
+    def __init__(self, name: _Optional[str] = ..., dimension: _Optional[int] = ..., metric: _Optional[_Union[_images_pb2.Metric, str]] = ..., model: _Optional[_Union[_images_pb2.ModelRef, _Mapping]] = ..., size: _Optional[int] = ..., state: _Optional[_Union[Collection.State, str]] = ..., state_reason: _Optional[str] = ..., find_copies: _Optional[bool] = ..., copy_thresholds: _Optional[_Union[CopyThresholds, _Mapping]] = ..., index: _Optional[_Union[IndexInfo, _Mapping]] = ...) -> None: ...
+
+class IndexInfo(_message.Message):
+    __slots__ = ("kind", "indexed", "pending", "rebuilding", "estimated_recall", "recall_k", "num_leaves", "leaves_to_search", "reorder")
+    class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        KIND_UNSPECIFIED: _ClassVar[IndexInfo.Kind]
+        KIND_EXACT: _ClassVar[IndexInfo.Kind]
+        KIND_BRUTE_FORCE: _ClassVar[IndexInfo.Kind]
+        KIND_TREE_AH: _ClassVar[IndexInfo.Kind]
+    KIND_UNSPECIFIED: IndexInfo.Kind
+    KIND_EXACT: IndexInfo.Kind
+    KIND_BRUTE_FORCE: IndexInfo.Kind
+    KIND_TREE_AH: IndexInfo.Kind
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    INDEXED_FIELD_NUMBER: _ClassVar[int]
+    PENDING_FIELD_NUMBER: _ClassVar[int]
+    REBUILDING_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATED_RECALL_FIELD_NUMBER: _ClassVar[int]
+    RECALL_K_FIELD_NUMBER: _ClassVar[int]
+    NUM_LEAVES_FIELD_NUMBER: _ClassVar[int]
+    LEAVES_TO_SEARCH_FIELD_NUMBER: _ClassVar[int]
+    REORDER_FIELD_NUMBER: _ClassVar[int]
+    kind: IndexInfo.Kind
+    indexed: int
+    pending: int
+    rebuilding: bool
+    estimated_recall: float
+    recall_k: int
+    num_leaves: int
+    leaves_to_search: int
+    reorder: int
+    def __init__(self, kind: _Optional[_Union[IndexInfo.Kind, str]] = ..., indexed: _Optional[int] = ..., pending: _Optional[int] = ..., rebuilding: _Optional[bool] = ..., estimated_recall: _Optional[float] = ..., recall_k: _Optional[int] = ..., num_leaves: _Optional[int] = ..., leaves_to_search: _Optional[int] = ..., reorder: _Optional[int] = ...) -> None: ...
 
 class CopyThresholds(_message.Message):
     __slots__ = ("exact_hash_distance", "edited_inliers", "embedding_copy", "embedding_similar")
@@ -128,20 +164,29 @@ class DeleteCollectionResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class Item(_message.Message):
-    __slots__ = ("id", "vector", "image", "tags", "uri", "timestamp")
+    __slots__ = ("id", "vector", "image", "tags", "uri", "timestamp", "attributes")
+    class AttributesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
     ID_FIELD_NUMBER: _ClassVar[int]
     VECTOR_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     TAGS_FIELD_NUMBER: _ClassVar[int]
     URI_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
     id: str
     vector: _images_pb2.Embedding
     image: _images_pb2.Image
     tags: _containers.RepeatedScalarFieldContainer[str]
     uri: str
     timestamp: int
-    def __init__(self, id: _Optional[str] = ..., vector: _Optional[_Union[_images_pb2.Embedding, _Mapping]] = ..., image: _Optional[_Union[_images_pb2.Image, _Mapping]] = ..., tags: _Optional[_Iterable[str]] = ..., uri: _Optional[str] = ..., timestamp: _Optional[int] = ...) -> None: ...
+    attributes: _containers.ScalarMap[str, float]
+    def __init__(self, id: _Optional[str] = ..., vector: _Optional[_Union[_images_pb2.Embedding, _Mapping]] = ..., image: _Optional[_Union[_images_pb2.Image, _Mapping]] = ..., tags: _Optional[_Iterable[str]] = ..., uri: _Optional[str] = ..., timestamp: _Optional[int] = ..., attributes: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class UpsertRequest(_message.Message):
     __slots__ = ("collection", "items")
@@ -156,6 +201,76 @@ class UpsertResponse(_message.Message):
     UPSERTED_FIELD_NUMBER: _ClassVar[int]
     upserted: int
     def __init__(self, upserted: _Optional[int] = ...) -> None: ...
+
+class UpsertStreamRequest(_message.Message):
+    __slots__ = ("collection", "items")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    items: _containers.RepeatedCompositeFieldContainer[Item]
+    def __init__(self, collection: _Optional[str] = ..., items: _Optional[_Iterable[_Union[Item, _Mapping]]] = ...) -> None: ...
+
+class ItemFailure(_message.Message):
+    __slots__ = ("item_index", "id", "reason", "field", "message")
+    ITEM_INDEX_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    item_index: int
+    id: str
+    reason: _errors_pb2.ErrorReason
+    field: str
+    message: str
+    def __init__(self, item_index: _Optional[int] = ..., id: _Optional[str] = ..., reason: _Optional[_Union[_errors_pb2.ErrorReason, str]] = ..., field: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+
+class UpsertStreamResponse(_message.Message):
+    __slots__ = ("request_index", "upserted", "failures")
+    REQUEST_INDEX_FIELD_NUMBER: _ClassVar[int]
+    UPSERTED_FIELD_NUMBER: _ClassVar[int]
+    FAILURES_FIELD_NUMBER: _ClassVar[int]
+    request_index: int
+    upserted: int
+    failures: _containers.RepeatedCompositeFieldContainer[ItemFailure]
+    def __init__(self, request_index: _Optional[int] = ..., upserted: _Optional[int] = ..., failures: _Optional[_Iterable[_Union[ItemFailure, _Mapping]]] = ...) -> None: ...
+
+class UpdateItemsRequest(_message.Message):
+    __slots__ = ("collection", "items", "update_mask")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_MASK_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    items: _containers.RepeatedCompositeFieldContainer[Item]
+    update_mask: _field_mask_pb2.FieldMask
+    def __init__(self, collection: _Optional[str] = ..., items: _Optional[_Iterable[_Union[Item, _Mapping]]] = ..., update_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ...) -> None: ...
+
+class UpdateItemsResponse(_message.Message):
+    __slots__ = ("updated",)
+    UPDATED_FIELD_NUMBER: _ClassVar[int]
+    updated: int
+    def __init__(self, updated: _Optional[int] = ...) -> None: ...
+
+class ListItemsRequest(_message.Message):
+    __slots__ = ("collection", "filter", "page_size", "page_token", "with_vectors")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    WITH_VECTORS_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    filter: Filter
+    page_size: int
+    page_token: str
+    with_vectors: bool
+    def __init__(self, collection: _Optional[str] = ..., filter: _Optional[_Union[Filter, _Mapping]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., with_vectors: _Optional[bool] = ...) -> None: ...
+
+class ListItemsResponse(_message.Message):
+    __slots__ = ("items", "next_page_token")
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[StoredItem]
+    next_page_token: str
+    def __init__(self, items: _Optional[_Iterable[_Union[StoredItem, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class DeleteRequest(_message.Message):
     __slots__ = ("collection", "ids")
@@ -180,20 +295,29 @@ class GetRequest(_message.Message):
     def __init__(self, collection: _Optional[str] = ..., ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class StoredItem(_message.Message):
-    __slots__ = ("id", "vector", "tags", "uri", "timestamp", "has_fingerprint")
+    __slots__ = ("id", "vector", "tags", "uri", "timestamp", "has_fingerprint", "attributes")
+    class AttributesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
     ID_FIELD_NUMBER: _ClassVar[int]
     VECTOR_FIELD_NUMBER: _ClassVar[int]
     TAGS_FIELD_NUMBER: _ClassVar[int]
     URI_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
     HAS_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
     id: str
     vector: _images_pb2.Embedding
     tags: _containers.RepeatedScalarFieldContainer[str]
     uri: str
     timestamp: int
     has_fingerprint: bool
-    def __init__(self, id: _Optional[str] = ..., vector: _Optional[_Union[_images_pb2.Embedding, _Mapping]] = ..., tags: _Optional[_Iterable[str]] = ..., uri: _Optional[str] = ..., timestamp: _Optional[int] = ..., has_fingerprint: _Optional[bool] = ...) -> None: ...
+    attributes: _containers.ScalarMap[str, float]
+    def __init__(self, id: _Optional[str] = ..., vector: _Optional[_Union[_images_pb2.Embedding, _Mapping]] = ..., tags: _Optional[_Iterable[str]] = ..., uri: _Optional[str] = ..., timestamp: _Optional[int] = ..., has_fingerprint: _Optional[bool] = ..., attributes: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class GetResponse(_message.Message):
     __slots__ = ("items", "missing_ids")
@@ -204,44 +328,95 @@ class GetResponse(_message.Message):
     def __init__(self, items: _Optional[_Iterable[_Union[StoredItem, _Mapping]]] = ..., missing_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Filter(_message.Message):
-    __slots__ = ("all_of", "any_of", "none_of")
+    __slots__ = ("all_of", "any_of", "none_of", "ranges")
     ALL_OF_FIELD_NUMBER: _ClassVar[int]
     ANY_OF_FIELD_NUMBER: _ClassVar[int]
     NONE_OF_FIELD_NUMBER: _ClassVar[int]
+    RANGES_FIELD_NUMBER: _ClassVar[int]
     all_of: _containers.RepeatedScalarFieldContainer[str]
     any_of: _containers.RepeatedScalarFieldContainer[str]
     none_of: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, all_of: _Optional[_Iterable[str]] = ..., any_of: _Optional[_Iterable[str]] = ..., none_of: _Optional[_Iterable[str]] = ...) -> None: ...
+    ranges: _containers.RepeatedCompositeFieldContainer[AttributeRange]
+    def __init__(self, all_of: _Optional[_Iterable[str]] = ..., any_of: _Optional[_Iterable[str]] = ..., none_of: _Optional[_Iterable[str]] = ..., ranges: _Optional[_Iterable[_Union[AttributeRange, _Mapping]]] = ...) -> None: ...
+
+class AttributeRange(_message.Message):
+    __slots__ = ("attribute", "min", "max")
+    ATTRIBUTE_FIELD_NUMBER: _ClassVar[int]
+    MIN_FIELD_NUMBER: _ClassVar[int]
+    MAX_FIELD_NUMBER: _ClassVar[int]
+    attribute: str
+    min: float
+    max: float
+    def __init__(self, attribute: _Optional[str] = ..., min: _Optional[float] = ..., max: _Optional[float] = ...) -> None: ...
+
+class Crowding(_message.Message):
+    __slots__ = ("tag_prefix", "per_group")
+    TAG_PREFIX_FIELD_NUMBER: _ClassVar[int]
+    PER_GROUP_FIELD_NUMBER: _ClassVar[int]
+    tag_prefix: str
+    per_group: int
+    def __init__(self, tag_prefix: _Optional[str] = ..., per_group: _Optional[int] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
-    __slots__ = ("collection", "vector", "image", "item_id", "k", "filter")
+    __slots__ = ("collection", "vector", "image", "item_id", "k", "filter", "score_threshold", "exact", "crowding", "positive_ids", "negative_ids")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     VECTOR_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     ITEM_ID_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
     FILTER_FIELD_NUMBER: _ClassVar[int]
+    SCORE_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    EXACT_FIELD_NUMBER: _ClassVar[int]
+    CROWDING_FIELD_NUMBER: _ClassVar[int]
+    POSITIVE_IDS_FIELD_NUMBER: _ClassVar[int]
+    NEGATIVE_IDS_FIELD_NUMBER: _ClassVar[int]
     collection: str
     vector: _images_pb2.Embedding
     image: _images_pb2.Image
     item_id: str
     k: int
     filter: Filter
-    def __init__(self, collection: _Optional[str] = ..., vector: _Optional[_Union[_images_pb2.Embedding, _Mapping]] = ..., image: _Optional[_Union[_images_pb2.Image, _Mapping]] = ..., item_id: _Optional[str] = ..., k: _Optional[int] = ..., filter: _Optional[_Union[Filter, _Mapping]] = ...) -> None: ...
+    score_threshold: float
+    exact: bool
+    crowding: Crowding
+    positive_ids: _containers.RepeatedScalarFieldContainer[str]
+    negative_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, collection: _Optional[str] = ..., vector: _Optional[_Union[_images_pb2.Embedding, _Mapping]] = ..., image: _Optional[_Union[_images_pb2.Image, _Mapping]] = ..., item_id: _Optional[str] = ..., k: _Optional[int] = ..., filter: _Optional[_Union[Filter, _Mapping]] = ..., score_threshold: _Optional[float] = ..., exact: _Optional[bool] = ..., crowding: _Optional[_Union[Crowding, _Mapping]] = ..., positive_ids: _Optional[_Iterable[str]] = ..., negative_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class SearchBatchRequest(_message.Message):
+    __slots__ = ("searches",)
+    SEARCHES_FIELD_NUMBER: _ClassVar[int]
+    searches: _containers.RepeatedCompositeFieldContainer[SearchRequest]
+    def __init__(self, searches: _Optional[_Iterable[_Union[SearchRequest, _Mapping]]] = ...) -> None: ...
+
+class SearchBatchResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[SearchResponse]
+    def __init__(self, results: _Optional[_Iterable[_Union[SearchResponse, _Mapping]]] = ...) -> None: ...
 
 class Neighbor(_message.Message):
-    __slots__ = ("id", "score", "tags", "uri", "timestamp")
+    __slots__ = ("id", "score", "tags", "uri", "timestamp", "attributes")
+    class AttributesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
     ID_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
     TAGS_FIELD_NUMBER: _ClassVar[int]
     URI_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
     id: str
     score: float
     tags: _containers.RepeatedScalarFieldContainer[str]
     uri: str
     timestamp: int
-    def __init__(self, id: _Optional[str] = ..., score: _Optional[float] = ..., tags: _Optional[_Iterable[str]] = ..., uri: _Optional[str] = ..., timestamp: _Optional[int] = ...) -> None: ...
+    attributes: _containers.ScalarMap[str, float]
+    def __init__(self, id: _Optional[str] = ..., score: _Optional[float] = ..., tags: _Optional[_Iterable[str]] = ..., uri: _Optional[str] = ..., timestamp: _Optional[int] = ..., attributes: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class SearchResponse(_message.Message):
     __slots__ = ("neighbors", "model", "metric")

@@ -38,6 +38,12 @@ class SearchStub:
     also says which status codes are safe to retry. Calls that embed images pass
     what is left of the caller's deadline on to the Encoder service. Messages up
     to 64 MiB are accepted by default.
+
+    Searches never wait for writes or for index rebuilds: each answers from the
+    collection as of one write, and a search that starts after a write was
+    acknowledged sees it. The index is tuned to a recall target when it is
+    built (Collection.index says which, and what it measured); a search may ask
+    for an exact answer instead (SearchRequest.exact).
     """
 
     def __init__(self, channel):
@@ -86,6 +92,26 @@ class SearchStub:
                 request_serializer=lookalike_dot_v1_dot_search__pb2.SearchRequest.SerializeToString,
                 response_deserializer=lookalike_dot_v1_dot_search__pb2.SearchResponse.FromString,
                 _registered_method=True)
+        self.SearchBatch = channel.unary_unary(
+                '/lookalike.v1.Search/SearchBatch',
+                request_serializer=lookalike_dot_v1_dot_search__pb2.SearchBatchRequest.SerializeToString,
+                response_deserializer=lookalike_dot_v1_dot_search__pb2.SearchBatchResponse.FromString,
+                _registered_method=True)
+        self.UpsertStream = channel.stream_stream(
+                '/lookalike.v1.Search/UpsertStream',
+                request_serializer=lookalike_dot_v1_dot_search__pb2.UpsertStreamRequest.SerializeToString,
+                response_deserializer=lookalike_dot_v1_dot_search__pb2.UpsertStreamResponse.FromString,
+                _registered_method=True)
+        self.UpdateItems = channel.unary_unary(
+                '/lookalike.v1.Search/UpdateItems',
+                request_serializer=lookalike_dot_v1_dot_search__pb2.UpdateItemsRequest.SerializeToString,
+                response_deserializer=lookalike_dot_v1_dot_search__pb2.UpdateItemsResponse.FromString,
+                _registered_method=True)
+        self.ListItems = channel.unary_unary(
+                '/lookalike.v1.Search/ListItems',
+                request_serializer=lookalike_dot_v1_dot_search__pb2.ListItemsRequest.SerializeToString,
+                response_deserializer=lookalike_dot_v1_dot_search__pb2.ListItemsResponse.FromString,
+                _registered_method=True)
         self.FindCopies = channel.unary_unary(
                 '/lookalike.v1.Search/FindCopies',
                 request_serializer=lookalike_dot_v1_dot_search__pb2.FindCopiesRequest.SerializeToString,
@@ -106,6 +132,12 @@ class SearchServicer:
     also says which status codes are safe to retry. Calls that embed images pass
     what is left of the caller's deadline on to the Encoder service. Messages up
     to 64 MiB are accepted by default.
+
+    Searches never wait for writes or for index rebuilds: each answers from the
+    collection as of one write, and a search that starts after a write was
+    acknowledged sees it. The index is tuned to a recall target when it is
+    built (Collection.index says which, and what it measured); a search may ask
+    for an exact answer instead (SearchRequest.exact).
     """
 
     def CreateCollection(self, request, context):
@@ -171,6 +203,52 @@ class SearchServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SearchBatch(self, request, context):
+        """Many searches in one call: each result is what Search returns for that
+        request. Plain searches (no filter, crowding, threshold, examples or
+        exact) of one collection with the same k are answered by one batched
+        index call on all cores. Any invalid request fails the whole call, with
+        fields named "searches[3].vector"; at most the server's max_batch_size
+        searches.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpsertStream(self, request_iterator, context):
+        """Bulk ingest: a stream of item batches for one collection, each answered
+        by one response, in order. Unlike Upsert, a bad item (invalid, or an image
+        that cannot be decoded) does not reject its batch: it is reported in
+        failures and the other items are written. The items of several messages
+        are written together, up to the server's max_stream_record_items per log
+        record, and a message is answered once its items are durable: keep
+        sending without waiting for each answer (the last ones come when the
+        client closes its side). An error that is not an item's (collection
+        missing or damaged, disk full) ends the stream with that status; the
+        messages answered before it are written.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateItems(self, request, context):
+        """Changes the fields named in update_mask (tags, uri, timestamp,
+        attributes) of existing items, keeping their vectors and fingerprints, so
+        nothing has to be re-embedded. All or nothing; NOT_FOUND (ITEM_NOT_FOUND)
+        at "items[2].id" for an item that does not exist.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListItems(self, request, context):
+        """Pages through a collection's items in id order, optionally filtered: for
+        audits and re-embedding.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def FindCopies(self, request, context):
         """Finds the stored pictures that the query picture is a copy of, or that
         are copies of it: exact copies, edited copies (cropped, captioned,
@@ -228,6 +306,26 @@ def add_SearchServicer_to_server(servicer, server):
                     request_deserializer=lookalike_dot_v1_dot_search__pb2.SearchRequest.FromString,
                     response_serializer=lookalike_dot_v1_dot_search__pb2.SearchResponse.SerializeToString,
             ),
+            'SearchBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.SearchBatch,
+                    request_deserializer=lookalike_dot_v1_dot_search__pb2.SearchBatchRequest.FromString,
+                    response_serializer=lookalike_dot_v1_dot_search__pb2.SearchBatchResponse.SerializeToString,
+            ),
+            'UpsertStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.UpsertStream,
+                    request_deserializer=lookalike_dot_v1_dot_search__pb2.UpsertStreamRequest.FromString,
+                    response_serializer=lookalike_dot_v1_dot_search__pb2.UpsertStreamResponse.SerializeToString,
+            ),
+            'UpdateItems': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateItems,
+                    request_deserializer=lookalike_dot_v1_dot_search__pb2.UpdateItemsRequest.FromString,
+                    response_serializer=lookalike_dot_v1_dot_search__pb2.UpdateItemsResponse.SerializeToString,
+            ),
+            'ListItems': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListItems,
+                    request_deserializer=lookalike_dot_v1_dot_search__pb2.ListItemsRequest.FromString,
+                    response_serializer=lookalike_dot_v1_dot_search__pb2.ListItemsResponse.SerializeToString,
+            ),
             'FindCopies': grpc.unary_unary_rpc_method_handler(
                     servicer.FindCopies,
                     request_deserializer=lookalike_dot_v1_dot_search__pb2.FindCopiesRequest.FromString,
@@ -254,6 +352,12 @@ class Search:
     also says which status codes are safe to retry. Calls that embed images pass
     what is left of the caller's deadline on to the Encoder service. Messages up
     to 64 MiB are accepted by default.
+
+    Searches never wait for writes or for index rebuilds: each answers from the
+    collection as of one write, and a search that starts after a write was
+    acknowledged sees it. The index is tuned to a recall target when it is
+    built (Collection.index says which, and what it measured); a search may ask
+    for an exact answer instead (SearchRequest.exact).
     """
 
     @staticmethod
@@ -462,6 +566,114 @@ class Search:
             '/lookalike.v1.Search/Search',
             lookalike_dot_v1_dot_search__pb2.SearchRequest.SerializeToString,
             lookalike_dot_v1_dot_search__pb2.SearchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SearchBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lookalike.v1.Search/SearchBatch',
+            lookalike_dot_v1_dot_search__pb2.SearchBatchRequest.SerializeToString,
+            lookalike_dot_v1_dot_search__pb2.SearchBatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpsertStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/lookalike.v1.Search/UpsertStream',
+            lookalike_dot_v1_dot_search__pb2.UpsertStreamRequest.SerializeToString,
+            lookalike_dot_v1_dot_search__pb2.UpsertStreamResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateItems(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lookalike.v1.Search/UpdateItems',
+            lookalike_dot_v1_dot_search__pb2.UpdateItemsRequest.SerializeToString,
+            lookalike_dot_v1_dot_search__pb2.UpdateItemsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListItems(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lookalike.v1.Search/ListItems',
+            lookalike_dot_v1_dot_search__pb2.ListItemsRequest.SerializeToString,
+            lookalike_dot_v1_dot_search__pb2.ListItemsResponse.FromString,
             options,
             channel_credentials,
             insecure,

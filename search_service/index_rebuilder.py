@@ -1,0 +1,101 @@
+"""Background index rebuilds of one collection: one thread at a time, started by a write.
+
+The thread builds from the index's state of the moment without any lock (compaction, ScaNN
+training and tuning: vector_index.py), then takes the collection's write lock for the swap,
+which carries over the writes made meanwhile, and starts the next rebuild if one is due
+already. So no write waits for a build, and searches go on with the old index until the swap.
+It runs at a lower CPU priority, with ScaNN's training on one thread by default
+(IndexPolicy.rebuild_threads), so that searches keep the CPU on a small host.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+
+from search_service.vector_index import VectorIndex
+
+logger = logging.getLogger(__name__)
+
+_NICE = 10
+_JOIN_SECONDS = 60.0  # at close: a rebuild of 1M items takes ~10-30 s on 2 cores
+
+
+class IndexRebuilder:
+    def __init__(self, index: VectorIndex, write_lock: threading.Lock, label: str, is_open: Callable[[], bool]) -> None:
+        self._index = index
+        self._write_lock = write_lock
+        self._label = label  # the collection's name, for log lines
+        self._is_open = is_open
+        self._thread: threading.Thread | None = None  # the rebuild under way, if any
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None
+
+    def start_if_due(self) -> None:
+        """Under the write lock."""
+        if self._thread is not None or not self._is_open() or not self._index.needs_rebuild():
+            return
+        # Not a daemon: the interpreter waits for it at exit instead of killing ScaNN mid-training.
+        self._thread = threading.Thread(target=self._run, name=f"rebuild-{self._label}")
+        self._thread.start()
+
+    def wait(self) -> None:
+        """Returns once no rebuild is under way or due."""
+        while True:
+            with self._write_lock:
+                if self._thread is None:
+                    self.start_if_due()
+                thread = self._thread
+            if thread is None:
+                return
+            thread.join()
+
+    def stop(self) -> None:
+        """After the collection closed: its result is dropped; wait so no training outlives the store."""
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout=_JOIN_SECONDS)
+
+    def _run(self) -> None:
+        _lower_this_threads_priority()
+        try:
+            rebuilt = self._index.build(self._index.state)
+        except Exception:  # writes are durable and applied; searches stay correct on the old index
+            logger.exception("collection %r: rebuilding the index failed", self._label)
+            rebuilt = None
+        with self._write_lock:
+            self._thread = None
+            installed = rebuilt is not None and self._is_open()
+            if installed:
+                started = time.monotonic()
+                self._index.install(rebuilt)
+                logger.info("collection %r: new index swapped in (%.3fs under the write lock)", self._label, time.monotonic() - started)
+                self.start_if_due()
+        del rebuilt  # the old table and searcher go with it (once no search holds their state)
+        if installed:
+            _return_free_memory()
+
+
+def _lower_this_threads_priority() -> None:
+    """Background work at nice 10 (Linux takes a thread id here, and ScaNN's training threads
+    inherit it): searches take the CPU first. Measured at 100k items on 2 busy cores: searches
+    were descheduled for 8 ms slices while a rebuild at the same priority trained."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), _NICE)
+    except (OSError, AttributeError):  # not Linux, or not allowed: same priority, still correct
+        pass
+
+
+def _return_free_memory() -> None:
+    """glibc keeps freed memory for reuse; after a rebuild dropped a whole table and searcher that
+    is hundreds of MB at 1M items, so hand it back (malloc_trim). Elsewhere: nothing."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
