@@ -20,6 +20,7 @@ from typing import NamedTuple
 
 import grpc
 import numpy as np
+from google.protobuf import field_mask_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from lookalike.errors import from_rpc_error
@@ -30,6 +31,7 @@ _FLOAT32_LE = np.dtype("<f4")  # packed tensors and embeddings (Tensor.packed_va
 
 ImageInput = bytes | np.ndarray  # encoded file bytes, or a preprocessed (C, H, W) float32 tensor
 ModelInput = images_pb2.ModelRef | tuple[str, int]  # ("digits", 2) or the ModelRef an embed returned
+AttributeRanges = Mapping[str, tuple[float | None, float | None]]  # {"price": (None, 20.0)}: min, max inclusive; None: unbounded
 
 
 def message_options(max_message_bytes: int) -> list[tuple[str, int]]:
@@ -147,6 +149,7 @@ class ItemToUpsert:
     uri: str = ""
     model: ModelInput | None = None  # the model that made `vector`; required by collections that pin one
     timestamp: int = 0  # when the picture was first seen (e.g. Unix seconds); FindCopies can order by it
+    attributes: Mapping[str, float] = dataclasses.field(default_factory=dict)  # numeric, to filter on by range
 
 
 def model_ref(model: ModelInput | None) -> images_pb2.ModelRef | None:
@@ -173,6 +176,72 @@ def embeddings_of(response: encoder_pb2.EmbedResponse) -> np.ndarray:
 
 def to_embedding(vector: np.ndarray | Sequence[float], model: ModelInput | None = None) -> images_pb2.Embedding:
     return images_pb2.Embedding(values=np.asarray(vector, np.float32).ravel().tolist(), model=model_ref(model))
+
+
+def to_item_message(item: ItemToUpsert, model: ModelInput | None = None) -> search_pb2.Item:
+    """`model` names the model of the item's vector when the item names none."""
+    message = search_pb2.Item(id=item.id, tags=list(item.tags), uri=item.uri, timestamp=item.timestamp, attributes=dict(item.attributes))
+    if item.vector is not None:
+        message.vector.CopyFrom(to_embedding(item.vector, item.model if item.model is not None else model))
+    elif item.image is not None:
+        message.image.CopyFrom(to_image_message(item.image))
+    return message
+
+
+def to_filter(
+    all_of: Sequence[str] = (), any_of: Sequence[str] = (), none_of: Sequence[str] = (), ranges: AttributeRanges | None = None
+) -> search_pb2.Filter:
+    """Tags and attribute ranges; a bound left None stays unset, so the range is open on that side."""
+    message = search_pb2.Filter(all_of=list(all_of), any_of=list(any_of), none_of=list(none_of))
+    for attribute, (low, high) in (ranges or {}).items():
+        message.ranges.append(search_pb2.AttributeRange(attribute=attribute, min=low, max=high))
+    return message
+
+
+def search_request(
+    collection: str,
+    *,
+    vector: np.ndarray | Sequence[float] | None = None,
+    model: ModelInput | None = None,
+    image: ImageInput | None = None,
+    item_id: str | None = None,
+    k: int = 10,
+    all_of: Sequence[str] = (),
+    any_of: Sequence[str] = (),
+    none_of: Sequence[str] = (),
+    ranges: AttributeRanges | None = None,
+    score_threshold: float | None = None,
+    exact: bool = False,
+    crowding: tuple[str, int] | None = None,
+    positive_ids: Sequence[str] = (),
+    negative_ids: Sequence[str] = (),
+) -> search_pb2.SearchRequest:
+    """The SearchRequest `SearchClient.search` sends, for `search_batch`; see `search` for the options."""
+    queries = sum(q is not None for q in (vector, image, item_id))
+    if queries > 1 or (queries == 0 and not positive_ids):
+        raise ValueError("give exactly one of vector, image or item_id (or none, with positive_ids)")
+    request = search_pb2.SearchRequest(
+        collection=collection,
+        k=k,
+        filter=to_filter(all_of, any_of, none_of, ranges),
+        score_threshold=score_threshold,
+        exact=exact,
+        crowding=None if crowding is None else search_pb2.Crowding(tag_prefix=crowding[0], per_group=crowding[1]),
+        positive_ids=list(positive_ids),
+        negative_ids=list(negative_ids),
+    )
+    if vector is not None:
+        request.vector.CopyFrom(to_embedding(vector, model))
+    elif image is not None:
+        request.image.CopyFrom(to_image_message(image))
+    elif item_id is not None:
+        request.item_id = item_id
+    return request
+
+
+def search_results(response: search_pb2.SearchResponse) -> SearchResults:
+    neighbors = tuple(Neighbor(n.id, n.score, tuple(n.tags), n.uri, n.timestamp) for n in response.neighbors)
+    return SearchResults(neighbors, response.model, response.metric)
 
 
 class _Client:
@@ -346,16 +415,78 @@ class SearchClient(_Client):
         self, collection: str, items: Sequence[ItemToUpsert], *, model: ModelInput | None = None, timeout: float | None = None
     ) -> int:
         """Writes the items; `model` names the model of every vector whose item names none."""
-        messages = []
-        for item in items:
-            message = search_pb2.Item(id=item.id, tags=list(item.tags), uri=item.uri, timestamp=item.timestamp)
-            if item.vector is not None:
-                message.vector.CopyFrom(to_embedding(item.vector, item.model if item.model is not None else model))
-            elif item.image is not None:
-                message.image.CopyFrom(to_image_message(item.image))
-            messages.append(message)
-        request = search_pb2.UpsertRequest(collection=collection, items=messages)
+        request = search_pb2.UpsertRequest(collection=collection, items=[to_item_message(item, model) for item in items])
         return self._call(self.stub.Upsert, request, timeout).upserted
+
+    def upsert_stream(
+        self,
+        collection: str,
+        batches: Iterable[Sequence[ItemToUpsert]],
+        *,
+        model: ModelInput | None = None,
+        timeout: float | None = None,
+    ) -> Iterator[search_pb2.UpsertStreamResponse]:
+        """Each batch's answer, in order (`upserted`, and `failures` naming each item not written), over
+        one UpsertStream: for bulk ingest, where a bad item should be reported, not sink its batch,
+        and batches go out without waiting for each answer. `timeout` bounds the whole stream
+        (default: none). An error that is not an item's (collection missing) raises after the
+        answers before it."""
+        requests = (
+            search_pb2.UpsertStreamRequest(collection=collection, items=[to_item_message(item, model) for item in batch])
+            for batch in batches
+        )
+        try:
+            yield from self.stub.UpsertStream(requests, timeout=timeout)
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
+
+    def update_items(
+        self, collection: str, items: Sequence[ItemToUpsert], fields: Sequence[str], *, timeout: float | None = None
+    ) -> int:
+        """Sets `fields` (of "tags", "uri", "timestamp", "attributes") of existing items to the values of
+        `items` (by id, without vector or image), keeping their vectors: nothing is re-embedded.
+        All or nothing; an id that does not exist raises NotFound."""
+        request = search_pb2.UpdateItemsRequest(
+            collection=collection,
+            items=[to_item_message(item) for item in items],
+            update_mask=field_mask_pb2.FieldMask(paths=list(fields)),
+        )
+        return self._call(self.stub.UpdateItems, request, timeout).updated
+
+    def list_items(
+        self,
+        collection: str,
+        *,
+        all_of: Sequence[str] = (),
+        any_of: Sequence[str] = (),
+        none_of: Sequence[str] = (),
+        ranges: AttributeRanges | None = None,
+        page_size: int = 0,
+        page_token: str = "",
+        with_vectors: bool = False,
+        timeout: float | None = None,
+    ) -> search_pb2.ListItemsResponse:
+        """One page of the items that pass the filter, in id order; pass its `next_page_token` (empty
+        after the last page) for the next. `page_size` 0: the server's default (100)."""
+        request = search_pb2.ListItemsRequest(
+            collection=collection,
+            filter=to_filter(all_of, any_of, none_of, ranges),
+            page_size=page_size,
+            page_token=page_token,
+            with_vectors=with_vectors,
+        )
+        return self._call(self.stub.ListItems, request, timeout)
+
+    def iter_items(self, collection: str, **options) -> Iterator[search_pb2.StoredItem]:
+        """Every item that passes the filter, page after page: `list_items`' options, bar `page_token`
+        (each call's `timeout` is per page, so a large collection is no single long call)."""
+        token = ""
+        while True:
+            page = self.list_items(collection, page_token=token, **options)
+            yield from page.items
+            token = page.next_page_token
+            if not token:
+                return
 
     def delete(self, collection: str, ids: Sequence[str], *, timeout: float | None = None) -> int:
         request = search_pb2.DeleteRequest(collection=collection, ids=list(ids))
@@ -376,25 +507,48 @@ class SearchClient(_Client):
         all_of: Sequence[str] = (),
         any_of: Sequence[str] = (),
         none_of: Sequence[str] = (),
+        ranges: AttributeRanges | None = None,
+        score_threshold: float | None = None,
+        exact: bool = False,
+        crowding: tuple[str, int] | None = None,
+        positive_ids: Sequence[str] = (),
+        negative_ids: Sequence[str] = (),
         timeout: float | None = None,
     ) -> SearchResults:
-        """The k nearest items to exactly one of `vector` (made by `model`), `image` or `item_id`."""
-        if sum(q is not None for q in (vector, image, item_id)) != 1:
-            raise ValueError("give exactly one of vector, image or item_id")
-        request = search_pb2.SearchRequest(
-            collection=collection,
+        """The k nearest items to exactly one of `vector` (made by `model`), `image` or `item_id`.
+
+        `ranges` keeps items whose attributes lie within {name: (min, max)}; `score_threshold` drops
+        results scoring worse than it (the metric decides which way is worse); `exact` scans every
+        item instead of the index, for recall 1 at a cost; `crowding` (tag_prefix, per_group) keeps at
+        most per_group results per tag of that family, so one family cannot fill the page;
+        `positive_ids` / `negative_ids` search "more like these, less like those" from stored items
+        (the query is then optional) and are left out of the results."""
+        request = search_request(
+            collection,
+            vector=vector,
+            model=model,
+            image=image,
+            item_id=item_id,
             k=k,
-            filter=search_pb2.Filter(all_of=list(all_of), any_of=list(any_of), none_of=list(none_of)),
+            all_of=all_of,
+            any_of=any_of,
+            none_of=none_of,
+            ranges=ranges,
+            score_threshold=score_threshold,
+            exact=exact,
+            crowding=crowding,
+            positive_ids=positive_ids,
+            negative_ids=negative_ids,
         )
-        if vector is not None:
-            request.vector.CopyFrom(to_embedding(vector, model))
-        elif image is not None:
-            request.image.CopyFrom(to_image_message(image))
-        else:
-            request.item_id = item_id
-        response = self._call(self.stub.Search, request, timeout)
-        neighbors = tuple(Neighbor(n.id, n.score, tuple(n.tags), n.uri, n.timestamp) for n in response.neighbors)
-        return SearchResults(neighbors, response.model, response.metric)
+        return search_results(self._call(self.stub.Search, request, timeout))
+
+    def search_batch(self, requests: Sequence[search_pb2.SearchRequest], *, timeout: float | None = None) -> list[SearchResults]:
+        """Each request's results, in order, from one call: cheaper than a call per query, since plain
+        searches of one collection with the same k share one batched index call. Build the requests
+        with `search_request` (the options of `search`). One invalid request fails them all; its
+        field violations name it ("searches[3].vector")."""
+        response = self._call(self.stub.SearchBatch, search_pb2.SearchBatchRequest(searches=list(requests)), timeout)
+        return [search_results(result) for result in response.results]
 
     def find_copies(
         self,
@@ -421,7 +575,7 @@ class SearchClient(_Client):
             collection=collection,
             k=k,
             candidates=candidates,
-            filter=search_pb2.Filter(all_of=list(all_of), any_of=list(any_of), none_of=list(none_of)),
+            filter=to_filter(all_of, any_of, none_of),
             include_similar=include_similar,
             edit_pictures=edit_pictures,
             order=search_pb2.COPY_ORDER_EARLIEST_FIRST if earliest_first else search_pb2.COPY_ORDER_UNSPECIFIED,
