@@ -1,9 +1,13 @@
 """Encoder speed in one run: the raw path (decode + ONNX Runtime, no service) against the service.
 
-    python -m benchmarks.encoder_throughput --repository demo-output/models --model digits
+    python -m benchmarks.encoder_throughput --repository demo-output/models --model digits \
+        --checkpoint demo-output/digits.pt
+    python -m benchmarks.encoder_throughput --device cuda ...   # on a GPU, with the `gpu` extra
 
-Needs an exported model (`make demo` makes one). Rows, all on the same model and cores:
-- ONNX Runtime alone, preprocessed tensors, batch 1/16/64 (ONNX Runtime's default threads);
+Needs an exported model (`make demo` makes one). Rows, all on the same model, device and cores:
+- ONNX Runtime alone, preprocessed tensors, batch 1/16/64, `--threads` intra-op threads;
+- PyTorch eager on the same model (its checkpoint, `--checkpoint`), same batches and threads,
+  under `torch.inference_mode`, embeddings back in host memory as ONNX Runtime gives them;
 - decode + preprocess alone, PNG and JPEG, one image at a time;
 - raw decode + ONNX Runtime at batch 64: decode 64 files, stack, one run, in one thread; before
   and after the service, the faster of the two being the reference the service's bars are
@@ -32,6 +36,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from encoder_service.execution_providers import providers_for
 from encoder_service.onnx_model import OnnxModel
 from lookalike import model_format
 from lookalike.client import EncoderClient, to_image_message
@@ -78,6 +83,26 @@ def concurrent(stub, request: encoder_pb2.EmbedRequest, in_flight: int, seconds:
         raise errors[0]
     merged = [ms for mine in latencies for ms in mine]
     return len(merged) / (time.perf_counter() - start), merged
+
+
+def pytorch_eager(checkpoint: Path, device: str, threads: int):
+    """The checkpoint's encoder as a function of (B, C, H, W) float32 arrays, in PyTorch eager mode.
+
+    Imported here, not at the top: torch is the `train` extra, and the rest of this benchmark runs
+    with the `server` extra alone."""
+    import torch
+
+    from training.checkpoint import load_checkpoint
+
+    torch.set_num_threads(threads)
+    torch_device = torch.device("cuda" if device == "cuda" else "cpu")
+    encoder = load_checkpoint(checkpoint).model.encoder.to(torch_device).eval()
+
+    def embed(images: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return encoder(torch.from_numpy(images).to(torch_device)).cpu().numpy()  # .cpu() waits for the GPU
+
+    return embed
 
 
 def cpu_seconds(pid: int) -> float:
@@ -127,12 +152,15 @@ def main() -> None:
     parser.add_argument("--model", default="digits")
     parser.add_argument("--seconds", type=float, default=3.0, help="per measurement")
     parser.add_argument("--server-flags", default="", help="extra flags for the service, e.g. '--max-queue-delay-ms 1'")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="for ONNX Runtime, PyTorch and the service")
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="intra-op threads of ONNX Runtime and PyTorch alone")
+    parser.add_argument("--checkpoint", type=Path, help="the model's training checkpoint: adds PyTorch eager rows (needs torch)")
     args = parser.parse_args()
-    flags = args.server_flags.split()
+    flags = ["--device", args.device, *args.server_flags.split()]
     load_before = os.getloadavg()[0]
 
     version = max(v for n, v in model_format.scan_repository(args.repository) if n == args.model)
-    model = OnnxModel(model_format.version_dir(args.repository, args.model, version), ["CPUExecutionProvider"])
+    model = OnnxModel(model_format.version_dir(args.repository, args.model, version), providers_for(args.device), args.threads)
     spec = model.card.preprocessing
     tensors = np.random.default_rng(0).random((64, *spec.shape), dtype=np.float32)
     files = {"PNG": [encode_png(to_image(t, spec)) for t in tensors], "JPEG": [jpeg(to_image(t, spec)) for t in tensors]}
@@ -144,7 +172,15 @@ def main() -> None:
         return rate * images_per_call
 
     for batch in (1, 16, 64):
-        row("ONNX Runtime alone", batch, timed(lambda: model.embed(tensors[:batch]), args.seconds))
+        row(f"ONNX Runtime alone, {model.execution_provider}", batch, timed(lambda: model.embed(tensors[:batch]), args.seconds))
+    if args.checkpoint:
+        eager = pytorch_eager(args.checkpoint, args.device, args.threads)
+        # Same model, not bit-equal: a GPU's PyTorch computes convolutions in TF32 by default.
+        ours, theirs = eager(tensors[:4]), model.embed(tensors[:4])
+        agreement = np.sum(ours * theirs, 1) / np.linalg.norm(ours, axis=1) / np.linalg.norm(theirs, axis=1)
+        assert agreement.min() > 0.999, f"the checkpoint is not the exported model (cosine {agreement.min():.4f})"
+        for batch in (1, 16, 64):
+            row(f"PyTorch eager, {args.device}", batch, timed(lambda: eager(tensors[:batch]), args.seconds))
     for kind, data in files.items():
         row(f"decode + preprocess alone, {kind}", 1, timed(lambda: preprocess(data[0], spec), args.seconds))
     def raw_path(when: str) -> dict[str, float]:
@@ -177,7 +213,8 @@ def main() -> None:
     raw = {kind: max(raw_before[kind], raw_after[kind]) for kind in files}
 
     print(f"model {model.card.name} v{model.card.version} ({model.card.architecture}, {spec.shape} -> {model.card.embedding_dim}), "
-          f"service provider {info.execution_provider}; {describe()}; 1-minute load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after")
+          f"{args.threads} threads alone, service provider {info.execution_provider}; {describe()}; "
+          f"1-minute load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after")
     print("| what | images per call | images/s | p50 ms/call | p99 ms/call | server CPU ms/call |\n| --- | ---: | ---: | ---: | ---: | ---: |")
     for what, batch, rate, latencies, server_cpu in rows:
         cpu = "" if server_cpu is None else f"{server_cpu:.2f}"

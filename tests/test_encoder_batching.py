@@ -199,3 +199,35 @@ def test_a_cuda_request_that_falls_back_to_cpu_is_visible(monkeypatch, tmp_path,
         assert len(warnings) == 1 and warnings[0].fields["requested_provider"] == "CUDAExecutionProvider"
     finally:
         server.stop(None)
+
+
+class ShapeRecorder:
+    """A real model that notes the shape of every run: the CUDA behaviour this stands in for
+    (encoder_service/batching.py) cannot run on a machine without a GPU."""
+
+    def __init__(self, model) -> None:
+        self.model, self.shapes = model, []
+        self.card, self.execution_provider, self.requested_provider = model.card, model.execution_provider, model.requested_provider
+
+    def embed(self, images: np.ndarray) -> np.ndarray:
+        self.shapes.append(images.shape)
+        return self.model.embed(images)
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_fixed_shape_runs_pad_and_split_to_the_batch_and_give_the_same_embeddings(tmp_path, enabled):
+    from encoder_service.batching import ModelQueue
+    from encoder_service.onnx_model import OnnxModel
+    from lookalike import model_format
+
+    write_linear_model(tmp_path, name="linear")
+    model = ShapeRecorder(OnnxModel(model_format.version_dir(tmp_path, "linear", 1), ["CPUExecutionProvider"]))
+    queue = ModelQueue(model, enabled=enabled, max_batch=8, max_delay_seconds=0, max_images=64, fixed_shape=True)
+    assert ModelQueue(model, enabled=False, max_batch=8, max_delay_seconds=0, max_images=64).fixed_shape is False, "a CPU model runs by the row"
+    try:
+        rows = np.random.default_rng(0).random((19, *model.card.preprocessing.shape), dtype=np.float32)
+        for n in (1, 5, 8, 19):
+            assert np.allclose(queue.submit(rows[:n]).result(10), model.model.embed(rows[:n]), atol=1e-6)
+        assert [shape[0] for shape in model.shapes] == [8, 8, 8, 8, 8, 8], "1, 5 and 8 rows in one run each, 19 in three"
+    finally:
+        queue.close()
