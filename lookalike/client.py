@@ -411,6 +411,24 @@ class SearchClient(_Client):
         request = search_pb2.DeleteCollectionRequest(name=name, allow_missing=allow_missing)
         self._call(self.stub.DeleteCollection, request, timeout)
 
+    def create_alias(self, name: str, collection: str, *, timeout: float | None = None) -> search_pb2.Alias:
+        """A stable name for `collection`: every call that takes a collection name takes it."""
+        return self._call(self.stub.CreateAlias, search_pb2.CreateAliasRequest(name=name, collection=collection), timeout)
+
+    def switch_alias(
+        self, name: str, collection: str, *, expected_collection: str = "", timeout: float | None = None
+    ) -> search_pb2.Alias:
+        """Points the alias at `collection` (atomic, durable); switching back to
+        `previous_collection` is the rollback. With `expected_collection`, only if it points there now."""
+        request = search_pb2.SwitchAliasRequest(name=name, collection=collection, expected_collection=expected_collection)
+        return self._call(self.stub.SwitchAlias, request, timeout)
+
+    def delete_alias(self, name: str, *, allow_missing: bool = False, timeout: float | None = None) -> None:
+        self._call(self.stub.DeleteAlias, search_pb2.DeleteAliasRequest(name=name, allow_missing=allow_missing), timeout)
+
+    def list_aliases(self, *, timeout: float | None = None) -> list[search_pb2.Alias]:
+        return list(self._call(self.stub.ListAliases, search_pb2.ListAliasesRequest(), timeout).aliases)
+
     def upsert(
         self, collection: str, items: Sequence[ItemToUpsert], *, model: ModelInput | None = None, timeout: float | None = None
     ) -> int:

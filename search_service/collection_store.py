@@ -11,6 +11,11 @@ exception), reported by `failed()`, listed by `list()` and `describe()` as DAMAG
 that names files but never a server path, and every call that uses it raises
 FailedPrecondition (COLLECTION_DAMAGED) until an operator repairs or deletes it.
 
+Aliases (search_service/aliases.py) live beside the collections, in `<data_dir>/aliases.json`;
+`get` and `describe` take an alias for the collection it points at, so every call that names a
+collection takes one. Alias and collection names are one namespace, and a collection cannot be
+deleted while an alias points at it.
+
 `collection.json` format 2 carries a CRC32 and says the collection keeps a high-water mark, so
 a missing mark is damage. Format 1 (collections made before marks) is upgraded at load: a mark
 is started at what the log holds, then the spec is rewritten as format 2.
@@ -26,7 +31,6 @@ import re
 import shutil
 import threading
 import uuid
-import zlib
 from pathlib import Path
 
 from lookalike.errors import (
@@ -41,9 +45,10 @@ from lookalike.errors import (
 from copy_detection.verdict import Thresholds
 from lookalike.model_format import is_model_name
 from search_service import high_water_mark
+from search_service.aliases import Alias, AliasTable
 from search_service.collection import DAMAGED, METRICS, Collection, CollectionInfo, CollectionSpec
 from search_service.vector_index import IndexPolicy
-from server_toolkit.durable_files import create_directories, fsync_directory, write_atomically
+from server_toolkit.durable_files import create_directories, fsync_directory, json_checksum, write_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -102,10 +107,6 @@ class SpecUnreadable(FailedPrecondition):
     """collection.json is missing, unreadable or invalid; the message names no path."""
 
 
-def _checksum(document: dict) -> int:
-    return zlib.crc32(json.dumps(document, sort_keys=True, separators=(",", ":")).encode("utf-8"))
-
-
 def _spec_to_json(spec: CollectionSpec) -> bytes:
     document = {
         "format": SPEC_FORMAT,
@@ -116,7 +117,7 @@ def _spec_to_json(spec: CollectionSpec) -> bytes:
     }
     if spec.copy_thresholds is not None:
         document["copy_thresholds"] = spec.copy_thresholds.to_json()
-    document["crc32"] = _checksum(document)
+    document["crc32"] = json_checksum(document)
     return (json.dumps(document, indent=2) + "\n").encode("utf-8")
 
 
@@ -126,7 +127,7 @@ def _read_spec(directory: Path) -> tuple[CollectionSpec, int]:
         document = json.loads((directory / SPEC_FILE).read_bytes())
         if not isinstance(document, dict) or document.get("format") not in (1, SPEC_FORMAT):
             raise ValueError(f"unknown format {document.get('format') if isinstance(document, dict) else None!r}")
-        if document["format"] >= 2 and document.pop("crc32", None) != _checksum(document):
+        if document["format"] >= 2 and document.pop("crc32", None) != json_checksum(document):
             raise ValueError("checksum mismatch")
         spec = CollectionSpec(
             name=document["name"],
@@ -187,6 +188,7 @@ class CollectionStore:
         self._failed: dict[str, _Refused] = {}  # the collections that could not be loaded
         self._closed = False
         create_directories(self._root)
+        self._aliases = AliasTable(Path(data_dir), fsync=fsync)
         for path in sorted(self._root.iterdir()):
             if path.name.startswith((".creating-", ".deleted-")):
                 logger.info("removing %s, left by an interrupted create or delete", path)
@@ -207,6 +209,7 @@ class CollectionStore:
         with self._lock:
             self._check_open()
             path = self._root / spec.name
+            self._check_not_an_alias(spec.name)
             if spec.name in self._collections or spec.name in self._failed or path.exists():
                 raise AlreadyExists(
                     f"collection '{spec.name}' already exists",
@@ -230,8 +233,10 @@ class CollectionStore:
             return collection.info()
 
     def get(self, name: str) -> Collection:
+        """The collection of that name, or the one the alias of that name points at."""
         with self._lock:
             self._check_open()
+            name = self._resolve(name)
             collection = self._collections.get(name)
             if collection is not None:
                 return collection
@@ -249,6 +254,7 @@ class CollectionStore:
         """The collection's info, READY or DAMAGED; NotFound when there is none."""
         with self._lock:
             self._check_open()
+            name = self._resolve(name)
             collection = self._collections.get(name)
             if collection is not None:
                 return collection.info()
@@ -270,9 +276,25 @@ class CollectionStore:
             return {name: refused.log_text for name, refused in self._failed.items()}
 
     def delete(self, name: str) -> None:
-        """Deletes the collection and its files (a collection that failed to load, too)."""
+        """Deletes the collection and its files (a collection that failed to load, too); never
+        through an alias, nor while an alias points at it."""
         with self._lock:
             self._check_open()
+            alias = self._aliases.get(name)
+            if alias is not None:
+                raise FailedPrecondition(
+                    f"'{name}' is an alias of collection '{alias.collection}': delete the alias with DeleteAlias, "
+                    "or the collection by its own name",
+                    reason=Reason.ALIAS_EXISTS,
+                    metadata={"alias": name},
+                )
+            pointing = self._aliases.pointing_at(name)
+            if pointing:
+                raise FailedPrecondition(
+                    f"collection '{name}' cannot be deleted while aliases point at it: {', '.join(pointing)}",
+                    reason=Reason.COLLECTION_HAS_ALIASES,
+                    metadata={"collection": name, "aliases": ",".join(pointing)},
+                )
             collection = self._collections.pop(name, None)
             if collection is None and self._failed.pop(name, None) is None:
                 raise _not_found(name)
@@ -284,6 +306,59 @@ class CollectionStore:
                 fsync_directory(self._root)
             shutil.rmtree(doomed, ignore_errors=True)  # leftovers are removed on the next start
             logger.info("deleted collection %r", name)
+
+    def create_alias(self, name: str, collection: str) -> Alias:
+        """A new alias; a retried create of the same alias and collection returns it again."""
+        with self._lock:
+            self._check_open()
+            existing = self._aliases.get(name)
+            if existing is not None and existing.collection == collection:
+                return existing
+            if not isinstance(name, str) or not _NAME.fullmatch(name):
+                raise InvalidArgument(
+                    f"alias name {name!r} is invalid: use 1 to 128 letters, digits, '_', '-' and '.', starting with a letter or digit",
+                    reason=Reason.NAME_INVALID,
+                    field="name",
+                )
+            if existing is not None or name in self._collections or name in self._failed:
+                what = f"an alias of '{existing.collection}'" if existing else "a collection"
+                raise AlreadyExists(f"the name '{name}' is taken by {what}", reason=Reason.ALIAS_EXISTS, field="name", metadata={"alias": name})
+            self._check_collection(collection)
+            alias = self._aliases.put(name, collection)
+            logger.info("alias %r -> collection %r created", name, collection)
+            return alias
+
+    def switch_alias(self, name: str, collection: str, expected_collection: str = "") -> Alias:
+        """Points the alias at `collection`, atomically and durably; ALIAS_MOVED when it does not
+        point at `expected_collection` (if given)."""
+        with self._lock:
+            self._check_open()
+            alias = self._aliases.get(name)
+            if alias is None:
+                raise _alias_not_found(name)
+            if expected_collection and alias.collection != expected_collection:
+                raise FailedPrecondition(
+                    f"alias '{name}' points at '{alias.collection}', not at '{expected_collection}'",
+                    reason=Reason.ALIAS_MOVED,
+                    field="expected_collection",
+                    metadata={"alias": name, "collection": alias.collection},
+                )
+            self._check_collection(collection)
+            switched = self._aliases.put(name, collection)
+            logger.info("alias %r switched from collection %r to %r", name, alias.collection, collection)
+            return switched
+
+    def delete_alias(self, name: str) -> None:
+        with self._lock:
+            self._check_open()
+            if self._aliases.get(name) is None:
+                raise _alias_not_found(name)
+            self._aliases.remove(name)
+            logger.info("alias %r deleted", name)
+
+    def aliases(self) -> list[Alias]:
+        with self._lock:
+            return self._aliases.all()
 
     def close(self) -> None:
         """Snapshots every collection and closes its log; the store is unusable afterwards."""
@@ -301,6 +376,28 @@ class CollectionStore:
         if self._closed:
             raise Unavailable(
                 "the collection store is closed: the server is shutting down", reason=Reason.SHUTTING_DOWN
+            )
+
+    def _resolve(self, name: str) -> str:
+        alias = self._aliases.get(name)
+        return name if alias is None else alias.collection
+
+    def _check_not_an_alias(self, name: str) -> None:
+        alias = self._aliases.get(name)
+        if alias is not None:
+            raise AlreadyExists(
+                f"the name '{name}' is taken by an alias of '{alias.collection}'",
+                reason=Reason.ALIAS_EXISTS,
+                field="name",
+                metadata={"alias": name},
+            )
+
+    def _check_collection(self, name: str) -> None:
+        """An alias's target: a collection (a damaged one too), not another alias."""
+        if name not in self._collections and name not in self._failed:
+            hint = f" ('{name}' is an alias: name the collection it points at)" if self._aliases.get(name) else ""
+            raise NotFound(
+                f"collection '{name}' not found{hint}", reason=Reason.COLLECTION_NOT_FOUND, field="collection", metadata={"collection": name}
             )
 
     def _open(self, path: Path, spec: CollectionSpec) -> Collection:
@@ -343,6 +440,10 @@ class CollectionStore:
         else:
             reason = f"an unexpected {type(error).__name__} while loading"
         return reason.replace(str(self._root.parent), "<data_dir>")  # in case a path slipped in anyway
+
+
+def _alias_not_found(name: str) -> NotFound:
+    return NotFound(f"alias '{name}' not found", reason=Reason.ALIAS_NOT_FOUND, field="name", metadata={"alias": name})
 
 
 def _not_found(name: str) -> NotFound:

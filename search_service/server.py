@@ -23,9 +23,9 @@ SERVICE_NAMES = [SERVICE.full_name]
 # collection-level changes that can lose a catalogue.
 PERMISSIONS = auth.method_permissions(
     SERVICE,
-    read=["Search", "SearchBatch", "FindCopies", "Get", "ListItems", "ListCollections", "GetCollection"],
+    read=["Search", "SearchBatch", "FindCopies", "Get", "ListItems", "ListCollections", "GetCollection", "ListAliases"],
     write=["Upsert", "UpsertStream", "UpdateItems", "Delete"],
-    admin=["CreateCollection", "DeleteCollection"],
+    admin=["CreateCollection", "DeleteCollection", "CreateAlias", "SwitchAlias", "DeleteAlias"],
 )
 
 

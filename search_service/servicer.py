@@ -18,6 +18,7 @@ from lookalike.model_format import METRIC_ENUM, METRIC_NAME
 from lookalike.v1 import encoder_pb2, images_pb2, search_pb2, search_pb2_grpc
 from search_service import bulk_ingest, search_requests
 from search_service.collection import DAMAGED, READY, UPDATABLE_FIELDS, Collection, CollectionInfo, CollectionSpec, IndexInfo, StoredItem
+from search_service.aliases import Alias
 from search_service.collection_store import CollectionStore
 from search_service.copy_search import CopyOptions, CopyQuery, FoundCopy, find_copies
 from search_service.encoder_gateway import EncoderGateway
@@ -35,8 +36,8 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
         spec = self._spec(request, context.time_remaining())
         try:
             return _collection(self.store.create(spec))
-        except AlreadyExists:
-            if not request.allow_existing:
+        except AlreadyExists as taken:
+            if not request.allow_existing or taken.reason == Reason.ALIAS_EXISTS:
                 raise
             existing = self.store.get(spec.name).info()
             if not _satisfies(existing.spec, spec, request):
@@ -61,6 +62,23 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
             if not request.allow_missing:
                 raise
         return search_pb2.DeleteCollectionResponse()
+
+    def CreateAlias(self, request: search_pb2.CreateAliasRequest, context) -> search_pb2.Alias:
+        return _alias(self.store.create_alias(request.name, request.collection))
+
+    def SwitchAlias(self, request: search_pb2.SwitchAliasRequest, context) -> search_pb2.Alias:
+        return _alias(self.store.switch_alias(request.name, request.collection, request.expected_collection))
+
+    def DeleteAlias(self, request: search_pb2.DeleteAliasRequest, context) -> search_pb2.DeleteAliasResponse:
+        try:
+            self.store.delete_alias(request.name)
+        except NotFound:
+            if not request.allow_missing:
+                raise
+        return search_pb2.DeleteAliasResponse()
+
+    def ListAliases(self, request, context) -> search_pb2.ListAliasesResponse:
+        return search_pb2.ListAliasesResponse(aliases=[_alias(alias) for alias in self.store.aliases()])
 
     def Upsert(self, request: search_pb2.UpsertRequest, context) -> search_pb2.UpsertResponse:
         collection = self.store.get(request.collection)
@@ -352,6 +370,15 @@ def _describe(spec: CollectionSpec) -> str:
 
 
 _STATE = {READY: search_pb2.Collection.STATE_READY, DAMAGED: search_pb2.Collection.STATE_DAMAGED}
+
+
+def _alias(alias: Alias) -> search_pb2.Alias:
+    return search_pb2.Alias(
+        name=alias.name,
+        collection=alias.collection,
+        previous_collection=alias.previous_collection,
+        changed_at_unix_ms=alias.changed_at_unix_ms,
+    )
 
 
 def _collection(info: CollectionInfo) -> search_pb2.Collection:

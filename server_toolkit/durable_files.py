@@ -13,9 +13,11 @@ unless the caller asks for another mode, as the trainer does for checkpoints it 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import uuid
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -111,3 +113,9 @@ def numbered_files(directory: Path, pattern: re.Pattern) -> list[tuple[int, Path
         if match:
             found.append((int(match.group(1)), path))
     return sorted(found)
+
+
+def json_checksum(document: dict) -> int:
+    """CRC32 of `document` as canonical JSON: the checksum of the small JSON files that must not be
+    read half-right (collection.json, aliases.json), stored beside the other keys as "crc32"."""
+    return zlib.crc32(json.dumps(document, sort_keys=True, separators=(",", ":")).encode("utf-8"))

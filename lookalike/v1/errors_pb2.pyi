@@ -41,6 +41,10 @@ class ErrorReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     COLLECTION_DAMAGED: _ClassVar[ErrorReason]
     ITEM_NOT_FOUND: _ClassVar[ErrorReason]
     STORAGE_FULL: _ClassVar[ErrorReason]
+    ALIAS_NOT_FOUND: _ClassVar[ErrorReason]
+    ALIAS_EXISTS: _ClassVar[ErrorReason]
+    COLLECTION_HAS_ALIASES: _ClassVar[ErrorReason]
+    ALIAS_MOVED: _ClassVar[ErrorReason]
     ENCODER_UNAVAILABLE: _ClassVar[ErrorReason]
     ENCODER_FAILED: _ClassVar[ErrorReason]
     SHUTTING_DOWN: _ClassVar[ErrorReason]
@@ -88,6 +92,10 @@ COLLECTION_HAS_NO_MODEL: ErrorReason
 COLLECTION_DAMAGED: ErrorReason
 ITEM_NOT_FOUND: ErrorReason
 STORAGE_FULL: ErrorReason
+ALIAS_NOT_FOUND: ErrorReason
+ALIAS_EXISTS: ErrorReason
+COLLECTION_HAS_ALIASES: ErrorReason
+ALIAS_MOVED: ErrorReason
 ENCODER_UNAVAILABLE: ErrorReason
 ENCODER_FAILED: ErrorReason
 SHUTTING_DOWN: ErrorReason

@@ -41,6 +41,58 @@ EVIDENCE_HASH: Evidence
 EVIDENCE_LOCAL_FEATURES: Evidence
 EVIDENCE_EMBEDDING: Evidence
 
+class Alias(_message.Message):
+    __slots__ = ("name", "collection", "previous_collection", "changed_at_unix_ms")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_AT_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    collection: str
+    previous_collection: str
+    changed_at_unix_ms: int
+    def __init__(self, name: _Optional[str] = ..., collection: _Optional[str] = ..., previous_collection: _Optional[str] = ..., changed_at_unix_ms: _Optional[int] = ...) -> None: ...
+
+class CreateAliasRequest(_message.Message):
+    __slots__ = ("name", "collection")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    collection: str
+    def __init__(self, name: _Optional[str] = ..., collection: _Optional[str] = ...) -> None: ...
+
+class SwitchAliasRequest(_message.Message):
+    __slots__ = ("name", "collection", "expected_collection")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    collection: str
+    expected_collection: str
+    def __init__(self, name: _Optional[str] = ..., collection: _Optional[str] = ..., expected_collection: _Optional[str] = ...) -> None: ...
+
+class DeleteAliasRequest(_message.Message):
+    __slots__ = ("name", "allow_missing")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_MISSING_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    allow_missing: bool
+    def __init__(self, name: _Optional[str] = ..., allow_missing: _Optional[bool] = ...) -> None: ...
+
+class DeleteAliasResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListAliasesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListAliasesResponse(_message.Message):
+    __slots__ = ("aliases",)
+    ALIASES_FIELD_NUMBER: _ClassVar[int]
+    aliases: _containers.RepeatedCompositeFieldContainer[Alias]
+    def __init__(self, aliases: _Optional[_Iterable[_Union[Alias, _Mapping]]] = ...) -> None: ...
+
 class Collection(_message.Message):
     __slots__ = ("name", "dimension", "metric", "model", "size", "state", "state_reason", "find_copies", "copy_thresholds", "index")
     class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):

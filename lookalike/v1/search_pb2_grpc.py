@@ -117,6 +117,26 @@ class SearchStub:
                 request_serializer=lookalike_dot_v1_dot_search__pb2.FindCopiesRequest.SerializeToString,
                 response_deserializer=lookalike_dot_v1_dot_search__pb2.FindCopiesResponse.FromString,
                 _registered_method=True)
+        self.CreateAlias = channel.unary_unary(
+                '/lookalike.v1.Search/CreateAlias',
+                request_serializer=lookalike_dot_v1_dot_search__pb2.CreateAliasRequest.SerializeToString,
+                response_deserializer=lookalike_dot_v1_dot_search__pb2.Alias.FromString,
+                _registered_method=True)
+        self.SwitchAlias = channel.unary_unary(
+                '/lookalike.v1.Search/SwitchAlias',
+                request_serializer=lookalike_dot_v1_dot_search__pb2.SwitchAliasRequest.SerializeToString,
+                response_deserializer=lookalike_dot_v1_dot_search__pb2.Alias.FromString,
+                _registered_method=True)
+        self.DeleteAlias = channel.unary_unary(
+                '/lookalike.v1.Search/DeleteAlias',
+                request_serializer=lookalike_dot_v1_dot_search__pb2.DeleteAliasRequest.SerializeToString,
+                response_deserializer=lookalike_dot_v1_dot_search__pb2.DeleteAliasResponse.FromString,
+                _registered_method=True)
+        self.ListAliases = channel.unary_unary(
+                '/lookalike.v1.Search/ListAliases',
+                request_serializer=lookalike_dot_v1_dot_search__pb2.ListAliasesRequest.SerializeToString,
+                response_deserializer=lookalike_dot_v1_dot_search__pb2.ListAliasesResponse.FromString,
+                _registered_method=True)
 
 
 class SearchServicer:
@@ -166,7 +186,8 @@ class SearchServicer:
 
     def DeleteCollection(self, request, context):
         """Deletes a collection and its files; NOT_FOUND if there is none, unless
-        allow_missing is set.
+        allow_missing is set. FAILED_PRECONDITION (COLLECTION_HAS_ALIASES) while
+        an alias points at it, and an alias's name is not accepted here.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -263,6 +284,46 @@ class SearchServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateAlias(self, request, context):
+        """Creates an alias: a stable name that points at a collection. Every call
+        that takes a collection name takes an alias too, and acts on the
+        collection it points at, so clients keep one name while the collection
+        behind it is replaced (a new model version: see docs/model-upgrades.md).
+        Aliases and collections share one namespace: ALREADY_EXISTS
+        (ALIAS_EXISTS) if the name is taken by either, except by this same alias
+        pointing at this same collection (a retried create succeeds); NOT_FOUND
+        (COLLECTION_NOT_FOUND) if the collection does not exist.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SwitchAlias(self, request, context):
+        """Points an alias at another collection, atomically and durably: every
+        call after the reply uses the new collection, also after a crash. The
+        previous collection is kept (Alias.previous_collection): switching back
+        is the rollback. FAILED_PRECONDITION (ALIAS_MOVED) when
+        expected_collection is set and the alias points elsewhere.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteAlias(self, request, context):
+        """Deletes an alias, not its collection; NOT_FOUND (ALIAS_NOT_FOUND) if
+        there is none, unless allow_missing is set.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAliases(self, request, context):
+        """Lists every alias, sorted by name.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SearchServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -330,6 +391,26 @@ def add_SearchServicer_to_server(servicer, server):
                     servicer.FindCopies,
                     request_deserializer=lookalike_dot_v1_dot_search__pb2.FindCopiesRequest.FromString,
                     response_serializer=lookalike_dot_v1_dot_search__pb2.FindCopiesResponse.SerializeToString,
+            ),
+            'CreateAlias': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateAlias,
+                    request_deserializer=lookalike_dot_v1_dot_search__pb2.CreateAliasRequest.FromString,
+                    response_serializer=lookalike_dot_v1_dot_search__pb2.Alias.SerializeToString,
+            ),
+            'SwitchAlias': grpc.unary_unary_rpc_method_handler(
+                    servicer.SwitchAlias,
+                    request_deserializer=lookalike_dot_v1_dot_search__pb2.SwitchAliasRequest.FromString,
+                    response_serializer=lookalike_dot_v1_dot_search__pb2.Alias.SerializeToString,
+            ),
+            'DeleteAlias': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteAlias,
+                    request_deserializer=lookalike_dot_v1_dot_search__pb2.DeleteAliasRequest.FromString,
+                    response_serializer=lookalike_dot_v1_dot_search__pb2.DeleteAliasResponse.SerializeToString,
+            ),
+            'ListAliases': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAliases,
+                    request_deserializer=lookalike_dot_v1_dot_search__pb2.ListAliasesRequest.FromString,
+                    response_serializer=lookalike_dot_v1_dot_search__pb2.ListAliasesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -701,6 +782,114 @@ class Search:
             '/lookalike.v1.Search/FindCopies',
             lookalike_dot_v1_dot_search__pb2.FindCopiesRequest.SerializeToString,
             lookalike_dot_v1_dot_search__pb2.FindCopiesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateAlias(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lookalike.v1.Search/CreateAlias',
+            lookalike_dot_v1_dot_search__pb2.CreateAliasRequest.SerializeToString,
+            lookalike_dot_v1_dot_search__pb2.Alias.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SwitchAlias(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lookalike.v1.Search/SwitchAlias',
+            lookalike_dot_v1_dot_search__pb2.SwitchAliasRequest.SerializeToString,
+            lookalike_dot_v1_dot_search__pb2.Alias.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteAlias(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lookalike.v1.Search/DeleteAlias',
+            lookalike_dot_v1_dot_search__pb2.DeleteAliasRequest.SerializeToString,
+            lookalike_dot_v1_dot_search__pb2.DeleteAliasResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAliases(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lookalike.v1.Search/ListAliases',
+            lookalike_dot_v1_dot_search__pb2.ListAliasesRequest.SerializeToString,
+            lookalike_dot_v1_dot_search__pb2.ListAliasesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -221,6 +221,9 @@ def create_collection_requests(draw) -> search_pb2.CreateCollectionRequest:
 
 get_collection_requests = st.builds(search_pb2.GetCollectionRequest, name=names)
 delete_collection_requests = st.builds(search_pb2.DeleteCollectionRequest, name=names, allow_missing=st.booleans())
+create_alias_requests = st.builds(search_pb2.CreateAliasRequest, name=names, collection=names)
+switch_alias_requests = st.builds(search_pb2.SwitchAliasRequest, name=names, collection=names, expected_collection=names)
+delete_alias_requests = st.builds(search_pb2.DeleteAliasRequest, name=names, allow_missing=st.booleans())
 
 
 @st.composite

@@ -265,6 +265,30 @@ def test_delete_collection(servers, request):
 
 
 @FUZZ
+@given(request=requests.create_alias_requests)
+def test_create_alias(servers, request):
+    reply = servers.call("CreateAlias", request)
+    if reply is not None:
+        assert (reply.name, reply.collection) == (request.name, request.collection)
+
+
+@FUZZ
+@given(request=requests.switch_alias_requests)
+def test_switch_alias(servers, request):
+    reply = servers.call("SwitchAlias", request)
+    if reply is not None:
+        assert (reply.name, reply.collection) == (request.name, request.collection)
+
+
+@FUZZ
+@given(request=requests.delete_alias_requests)
+def test_delete_alias(servers, request):
+    servers.call("DeleteAlias", request)
+    listed = servers.call("ListAliases", search_pb2.ListAliasesRequest())
+    assert request.name not in {alias.name for alias in listed.aliases}
+
+
+@FUZZ
 @given(request=requests.upsert_requests())
 def test_upsert(servers, request):
     # A known bug, left to search_service's owner: a tensor upserted into a find_copies collection
