@@ -3,7 +3,7 @@ development colour set (icons, emoji and photos: data/colour-set, `make colour-s
 
     python -m benchmarks.copy_verification --pictures 300 --wrong 50
 
-A seeded sample of `--pictures` pictures are the originals. Each edit of training/copy_edits (and
+A seeded sample of `--pictures` pictures are the originals. Each edit of copy_detection/copy_edits (and
 their mix of three) makes one copy of each; every copy is verified against its own original and
 against `--wrong` other originals drawn at random. Per edit and inlier threshold T:
 
@@ -31,7 +31,7 @@ from PIL import Image
 from copy_detection.features import MAX_UPSCALE, MIN_KEYPOINTS, fingerprint, flattened
 from copy_detection.hash_index import hamming
 from copy_detection.verification import RANSAC_ITERATIONS, RANSAC_WORK_PIXELS, RATIO, SCALE_RANGE, verify_many
-from training import copy_edits
+from copy_detection import copy_edits
 from training.machine import describe
 
 THRESHOLDS = (8, 12, 16, 20, 30)  # inliers

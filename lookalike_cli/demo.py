@@ -108,7 +108,7 @@ def _find_copies(search: SearchClient, collection: str, index_dir: Path, out: Pa
     """Edited copies of indexed pictures (the eval's held-out edits, mixed three at a time) sent to
     FindCopies: how many come back first with a copy verdict, and a sheet of the first few."""
     from lookalike_cli import copies
-    from training import copy_edits  # training-only: the demo trains anyway
+    from copy_detection import copy_edits
 
     files = sorted(p for p in index_dir.rglob("*") if p.is_file())
     picks = np.random.default_rng(0).choice(len(files), min(COPIES, len(files)), replace=False)

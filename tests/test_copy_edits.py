@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from training.copy_edits import EDITS, MIX, copies, edited, flattened, mixed
+from copy_detection.copy_edits import EDITS, MIX, copies, edited, flattened, mixed
 
 
 def _picture(mode: str = "RGB", size: tuple[int, int] = (48, 40)) -> Image.Image:
@@ -50,7 +50,7 @@ def test_mixes_are_reproducible_and_differ_by_seed_and_picture():
 
 
 def test_a_mix_applies_three_different_edits_in_order(monkeypatch):
-    import training.copy_edits as copy_edits
+    import copy_detection.copy_edits as copy_edits
 
     for seed in range(5):
         applied = []

@@ -13,7 +13,7 @@ pytest.importorskip("torch")  # the `train` extra; serving-only installs skip th
 
 from copy_detection.verdict import Thresholds  # noqa: E402
 from lookalike_cli.main import main  # noqa: E402
-from training.copy_edits import MIX  # noqa: E402
+from copy_detection.copy_edits import MIX  # noqa: E402
 
 
 def _folder_of_scenes(root, labels=("warm", "cool"), per_label=30):

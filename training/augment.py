@@ -4,7 +4,7 @@ the marks of re-sharing: down-scaling, letterbox borders, a caption-like bar, a 
 
 Training feeds edited copies to the encoder (denoising, and the consistency term of
 training/losses.py). `lookalike eval` does not reuse them: its copy queries come from the held-out
-edits of training/copy_edits.py, made with Pillow on the decoded pictures, with other parameters,
+edits of copy_detection/copy_edits.py, made with Pillow on the decoded pictures, with other parameters,
 so the study measures generalisation to edits of these kinds. Works on batches of model inputs
 (B, C, H, W) in preprocessed units and returns the same; the edits happen on 0..1 pixels, so they
 mean the same whatever the mean/std.

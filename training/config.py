@@ -13,7 +13,7 @@ class AugmentConfig:
     """The edit suite (training/augment.py): each edit is drawn per image and applied with probability p.
 
     The defaults are edits a copy of a digit or photo survives while staying recognisable. `lookalike
-    eval` measures copy detection with its own held-out edits (training/copy_edits.py): of the same
+    eval` measures copy detection with its own held-out edits (copy_detection/copy_edits.py): of the same
     kinds, but other code and parameters, so it measures generalisation, not memorised edits.
     """
 

@@ -7,7 +7,7 @@ exact cosine here), local features of the query checked against each candidate's
 stages on the study's queries and keeps, per query and candidate, everything `decide` looks at, so
 thresholds can be tried again and again without verifying again (training/copy_calibration.py):
 
-- copies: the study's own edited copies of indexed pictures (training/copy_edits.py, the same seed,
+- copies: the study's own edited copies of indexed pictures (copy_detection/copy_edits.py, the same seed,
   so the same pictures the embedding-only rows were measured on), each edit alone and mixed;
 - non-copies: pictures of the same kinds that are NOT indexed (the study's test split), unedited and
   edited by the same suite. Any copy verdict for one of them is a false alarm.
@@ -35,7 +35,7 @@ from copy_detection.hash_index import HashIndex, hamming
 from copy_detection.verdict import Decision, Thresholds, Verdict, decide
 from copy_detection.verification import Match, verify_many
 from encoder_service.onnx_model import OnnxModel
-from training import copy_edits
+from copy_detection import copy_edits
 from training.pixels import to_model_batch, to_pixels
 from training.retrieval_metrics import top_k
 from training.study import COPY_EDITS, COPY_SEED, Row, StudyData, embed, original_picture

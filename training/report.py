@@ -34,7 +34,7 @@ from lookalike.contact_sheet import Tile, render  # noqa: E402
 from lookalike.preprocessing import to_image  # noqa: E402
 from training import copy_report  # noqa: E402
 from training.copy_calibration import PipelineStudy  # noqa: E402
-from training.copy_edits import MIX  # noqa: E402
+from copy_detection.copy_edits import MIX  # noqa: E402
 from training.retrieval_metrics import nearest_neighbors  # noqa: E402
 from training.study import COPY_EDITS, Row, StudyData  # noqa: E402
 
@@ -138,7 +138,7 @@ def _markdown(rows: list[Row], best: Row | None, study: StudyData, run: dict, pi
     lines += [
         "- mAP and P@10: test images query the train+val images; relevant means the same class (sub-folder).",
         f"- Copy detection: {len(study.copy_sources)} indexed pictures, each edited by every held-out copy edit "
-        "(training/copy_edits.py, Pillow on the decoded original, fixed seed) and searched among all indexed images. "
+        "(copy_detection/copy_edits.py, Pillow on the decoded original, fixed seed) and searched among all indexed images. "
         "copy R@1 is on mixes of three different edits at once; the table below gives each edit alone. "
         "Ties for the best score count as a coin toss.",
         "- copy µAP: all mixed copies' top-10 matches pooled by score, average precision of finding the originals.",

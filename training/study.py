@@ -6,7 +6,7 @@ tools people use today to find copies (training/reference_tools.py), on the same
 
 Per row: train/val/test MSE; mAP over the whole indexed set and precision@10 with class labels
 (sub-folders) as relevance, test pictures querying the train+val pictures; copy detection, each query
-an edited copy of one indexed picture (training/copy_edits.py: Pillow edits of the decoded original,
+an edited copy of one indexed picture (copy_detection/copy_edits.py: Pillow edits of the decoded original,
 a fixed seed) searched among all indexed pictures: recall@1 for each edit alone and for mixes of
 three, and micro-AP on the mixes; self-retrieval, the share of unedited indexed pictures that find
 themselves first; embedding size; parameters; training time; ONNX throughput.
@@ -31,7 +31,7 @@ from tqdm import tqdm
 from encoder_service.onnx_model import OnnxModel
 from lookalike import model_format
 from lookalike.preprocessing import Preprocessing, decode, to_image
-from training import copy_edits
+from copy_detection import copy_edits
 from training.checkpoint import load_checkpoint
 from training.config import TrainConfig
 from training.data import DIGITS, DIGITS_SPEC, Dataset, Split, data_hash

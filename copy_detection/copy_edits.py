@@ -1,4 +1,6 @@
-"""Copy edits as people make them when re-sharing a picture: the copy-detection queries of `lookalike eval`.
+"""Copy edits as people make them when re-sharing a picture: the copy-detection queries of `lookalike eval`
+and of the migration report that compares two model versions before an alias is switched
+(search_service/migration_report.py); here, below both, so the servers need not import training.
 
 Each edit works with Pillow on the decoded original picture (any size), before the preprocessing,
 the way a re-shared copy reaches the encoder service: down-scaling with JPEG re-encoding, crop, small
