@@ -14,7 +14,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -383,12 +383,14 @@ class SearchClient(_Client):
         allow_existing: bool = False,
         find_copies: bool = False,
         copy_thresholds: Mapping[str, float] | None = None,
+        keep_sources: bool = False,
         timeout: float | None = None,
     ) -> search_pb2.Collection:
         """A new collection; with `allow_existing`, an existing one with these settings is returned
         instead of AlreadyExists, so a retried create is harmless. `find_copies` keeps a fingerprint
         of every image upserted, for `find_copies()`; `copy_thresholds` (the four fields of
-        search_pb2.CopyThresholds, e.g. a file `lookalike eval` calibrated) replace the defaults."""
+        search_pb2.CopyThresholds, e.g. a file `lookalike eval` calibrated) replace the defaults.
+        `keep_sources` keeps every image upserted, so `start_reindex` can re-embed the collection."""
         request = search_pb2.CreateCollectionRequest(
             name=name,
             dimension=dimension,
@@ -397,6 +399,7 @@ class SearchClient(_Client):
             allow_existing=allow_existing,
             find_copies=find_copies,
             copy_thresholds=None if copy_thresholds is None else search_pb2.CopyThresholds(**copy_thresholds),
+            keep_sources=keep_sources,
         )
         return self._call(self.stub.CreateCollection, request, timeout)
 
@@ -428,6 +431,61 @@ class SearchClient(_Client):
 
     def list_aliases(self, *, timeout: float | None = None) -> list[search_pb2.Alias]:
         return list(self._call(self.stub.ListAliases, search_pb2.ListAliasesRequest(), timeout).aliases)
+
+    def start_reindex(
+        self,
+        collection: str,
+        model: str,
+        version: int = 0,
+        *,
+        target_collection: str = "",
+        switch_alias: str = "",
+        require_no_worse_copy_recall: bool = False,
+        max_copy_recall_drop: float = 0.0,
+        report_sample: int = 0,
+        label_prefix: str = "",
+        max_images_per_second: float = 0.0,
+        timeout: float | None = None,
+    ) -> search_pb2.Operation:
+        """Starts re-embedding `collection` (or an alias's) with `model` v`version` into a new
+        collection; returns the operation to poll (`wait_for_operation`). docs/model-upgrades.md."""
+        request = search_pb2.StartReindexRequest(
+            collection=collection,
+            model=images_pb2.ModelRef(name=model, version=version),
+            target_collection=target_collection,
+            switch_alias=switch_alias,
+            policy=search_pb2.MigrationPolicy(
+                require_no_worse_copy_recall=require_no_worse_copy_recall, max_copy_recall_drop=max_copy_recall_drop
+            ),
+            report_sample=report_sample,
+            label_prefix=label_prefix,
+            max_images_per_second=max_images_per_second,
+        )
+        return self._call(self.stub.StartReindex, request, timeout)
+
+    def get_operation(self, name: str, *, timeout: float | None = None) -> search_pb2.Operation:
+        return self._call(self.stub.GetOperation, search_pb2.GetOperationRequest(name=name), timeout)
+
+    def list_operations(self, *, timeout: float | None = None) -> list[search_pb2.Operation]:
+        return list(self._call(self.stub.ListOperations, search_pb2.ListOperationsRequest(), timeout).operations)
+
+    def cancel_operation(self, name: str, *, timeout: float | None = None) -> search_pb2.Operation:
+        return self._call(self.stub.CancelOperation, search_pb2.CancelOperationRequest(name=name), timeout)
+
+    def wait_for_operation(
+        self, name: str, *, timeout: float = 3600.0, poll_seconds: float = 0.5, on_progress: Callable[[search_pb2.Operation], None] | None = None
+    ) -> search_pb2.Operation:
+        """Polls the operation until it is done (whatever its state); TimeoutError after `timeout` s."""
+        deadline = time.monotonic() + timeout
+        while True:
+            operation = self.get_operation(name)
+            if on_progress is not None:
+                on_progress(operation)
+            if operation.done:
+                return operation
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{name} is still {operation.phase} after {timeout:.0f} s")
+            time.sleep(poll_seconds)
 
     def upsert(
         self, collection: str, items: Sequence[ItemToUpsert], *, model: ModelInput | None = None, timeout: float | None = None

@@ -1,4 +1,4 @@
-"""The `lookalike` command line: train, export, eval, serve, index, query, demo, token.
+"""The `lookalike` command line: train, export, eval, serve, index, query, migrate, alias, demo, token.
 
 Every subcommand has --help. Server flags also read LOOKALIKE_ENCODER_* and
 LOOKALIKE_SEARCH_* variables; client addresses read LOOKALIKE_ENCODER_ADDRESS
@@ -125,6 +125,41 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     )
     query.add_argument("--similar", action="store_true", help="with --copies: list similar pictures too, not only copies")
     query.add_argument("--earliest-first", action="store_true", help="with --copies: earliest timestamp first (the likeliest original)")
+
+    migrate = commands.add_parser(
+        "migrate",
+        help="move a collection to another model version: re-embed it in the background, report both versions, switch its alias",
+        description="Re-embeds every item of --collection (which must keep its sources: `lookalike index --keep-sources`) with "
+        "--to-model into a new collection while the live one keeps serving, then compares both versions on the collection's "
+        "own items and their edited copies (docs/model-upgrades.md). With --switch, the alias moves when the report passes.",
+    )
+    _client_flags(migrate)
+    migrate.add_argument("--to-model", metavar="NAME[:VERSION]", help="the new model version (no version: the newest loaded)")
+    migrate.add_argument("--switch", action="store_true", help="switch the alias to the new collection when the report passes the policy")
+    migrate.add_argument("--alias", default="", help="the alias to switch (default: --collection, when it is an alias)")
+    migrate.add_argument(
+        "--require-no-worse-copy-recall", action="store_true", help="switch only if copy recall@1 does not fall (more than --max-copy-recall-drop)"
+    )
+    migrate.add_argument("--max-copy-recall-drop", type=float, default=0.0, help="tolerated fall of copy recall@1, 0 to 1 (default %(default)s)")
+    migrate.add_argument("--target", default="", help="the new collection's name (default: COLLECTION.MODEL-vVERSION)")
+    migrate.add_argument("--sample", type=int, default=0, help="items the report samples (default: the server's, 200)")
+    migrate.add_argument("--label-prefix", default="", help="tags with this prefix are labels: the report adds precision@10 (e.g. folder:)")
+    migrate.add_argument("--images-per-second", type=float, default=0.0, help="most images re-embedded per second (default: the server's)")
+    migrate.add_argument("--report", type=Path, default=Path("migration-report"), help="folder for report.md and report.png (default %(default)s)")
+    migrate.add_argument("--resume", metavar="OPERATION", help="follow operations/ID, started earlier, instead of starting one")
+    migrate.add_argument("--no-progress", action="store_true", help="no progress bars, one line per phase")
+
+    alias = commands.add_parser("alias", help="list aliases, point one at a collection, roll one back")
+    _client_flags(alias)
+    alias_actions = alias.add_subparsers(dest="action", required=True, metavar="ACTION")
+    alias_actions.add_parser("list", help="every alias and the collection it points at")
+    set_alias = alias_actions.add_parser("set", help="create the alias NAME, or switch it, to COLLECTION")
+    set_alias.add_argument("name")
+    set_alias.add_argument("collection")
+    rollback = alias_actions.add_parser("rollback", help="point NAME back at the collection it pointed at before its last switch")
+    rollback.add_argument("name")
+    delete_alias = alias_actions.add_parser("delete", help="delete the alias NAME (not its collection)")
+    delete_alias.add_argument("name")
 
     token = commands.add_parser("token", help="make bearer tokens for the servers' tokens files")
     token_actions = token.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -296,6 +331,24 @@ def _query_copies(args, data: bytes) -> int:
     return 0
 
 
+def _migrate(args) -> int:
+    from lookalike.client import SearchClient
+    from lookalike_cli import migrating
+
+    if not args.to_model and not args.resume:
+        sys.exit("lookalike migrate: name the new model version with --to-model NAME[:VERSION] (or follow one with --resume)")
+    with SearchClient(args.search, timeout=args.timeout, **_connection(args)) as client:
+        return migrating.migrate(client, args)
+
+
+def _alias(args) -> int:
+    from lookalike.client import SearchClient
+    from lookalike_cli import migrating
+
+    with SearchClient(args.search, timeout=args.timeout, **_connection(args)) as client:
+        return migrating.alias(client, args)
+
+
 def _demo(args) -> int:
     from lookalike_cli.demo import run_demo
 
@@ -312,7 +365,17 @@ def _token(args) -> int:
     return 0
 
 
-COMMANDS = {"train": _train, "export": _export, "eval": _eval, "index": _index, "query": _query, "token": _token, "demo": _demo}
+COMMANDS = {
+    "train": _train,
+    "export": _export,
+    "eval": _eval,
+    "index": _index,
+    "query": _query,
+    "migrate": _migrate,
+    "alias": _alias,
+    "token": _token,
+    "demo": _demo,
+}
 
 
 def run() -> int:

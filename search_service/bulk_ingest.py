@@ -20,6 +20,7 @@ from lookalike.errors import FieldViolation, InvalidArgument, LookalikeError, Re
 from lookalike.v1 import encoder_pb2, errors_pb2, search_pb2
 from search_service.collection import Collection
 from search_service.collection_store import CollectionStore
+from search_service.item_writes import ItemWrites, picture_of
 from search_service.search_requests import check_model
 from search_service.settings import SearchSettings
 from search_service.validation import check_upsert
@@ -39,15 +40,18 @@ class _Buffer:
         self.timestamps: list[int] = []
         self.fingerprints: list[bytes] = []
         self.attributes: list[dict[str, float]] = []
+        self.pictures: list[bytes | None] = []
 
-    def write(self, collection: Collection) -> None:
+    def write(self, writes: ItemWrites, collection: Collection) -> None:
         if self.ids:
-            collection.upsert(self.ids, np.stack(self.vectors), self.tags, self.uris, self.timestamps, self.fingerprints, self.attributes)
+            writes.upsert(
+                collection, self.ids, np.stack(self.vectors), self.tags, self.uris, self.timestamps, self.fingerprints, self.attributes, self.pictures
+            )
         self.__init__()
 
 
 def ingest(
-    requests: Iterable[search_pb2.UpsertStreamRequest], store: CollectionStore, settings: SearchSettings, embed: Embed
+    requests: Iterable[search_pb2.UpsertStreamRequest], store: CollectionStore, writes: ItemWrites, settings: SearchSettings, embed: Embed
 ) -> Iterator[search_pb2.UpsertStreamResponse]:
     """One response per message, in order, each once its items are durable."""
     collection: Collection | None = None
@@ -91,7 +95,7 @@ def ingest(
         accepted = [p for p, i in enumerate(good) if i not in bad]
         held = set(buffer.ids)
         if any(batch.ids[p] in held for p in accepted):  # one record holds each id once
-            buffer.write(collection)
+            buffer.write(writes, collection)
             yield from waiting
             waiting.clear()
         for p in accepted:
@@ -102,17 +106,18 @@ def ingest(
             buffer.timestamps.append(batch.timestamps[p])
             buffer.fingerprints.append(batch.fingerprints[p])
             buffer.attributes.append(batch.attributes[p])
+            buffer.pictures.append(picture_of(items[good[p]]))
         waiting.append(
             search_pb2.UpsertStreamResponse(
                 request_index=index, upserted=len(accepted), failures=[_failure(i, items[i].id, bad[i][0]) for i in sorted(bad)]
             )
         )
         if len(buffer.ids) >= settings.max_stream_record_items:
-            buffer.write(collection)
+            buffer.write(writes, collection)
             yield from waiting
             waiting.clear()
     if collection is not None:
-        buffer.write(collection)
+        buffer.write(writes, collection)
     yield from waiting
 
 

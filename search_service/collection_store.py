@@ -46,6 +46,7 @@ from copy_detection.verdict import Thresholds
 from lookalike.model_format import is_model_name
 from search_service import high_water_mark
 from search_service.aliases import Alias, AliasTable
+from search_service.source_store import SourceStore
 from search_service.collection import DAMAGED, METRICS, Collection, CollectionInfo, CollectionSpec
 from search_service.vector_index import IndexPolicy
 from server_toolkit.durable_files import create_directories, fsync_directory, json_checksum, write_atomically
@@ -117,6 +118,8 @@ def _spec_to_json(spec: CollectionSpec) -> bytes:
     }
     if spec.copy_thresholds is not None:
         document["copy_thresholds"] = spec.copy_thresholds.to_json()
+    if spec.keep_sources:  # absent otherwise: collection.json stays as it was for collections without
+        document["keep_sources"] = True
     document["crc32"] = json_checksum(document)
     return (json.dumps(document, indent=2) + "\n").encode("utf-8")
 
@@ -136,6 +139,7 @@ def _read_spec(directory: Path) -> tuple[CollectionSpec, int]:
             model_name=document["model"]["name"],
             model_version=document["model"]["version"],
             copy_thresholds=Thresholds.from_json(document["copy_thresholds"]) if "copy_thresholds" in document else None,
+            keep_sources=document.get("keep_sources", False) is True,
         )
         validate_spec(spec)
     except OSError as e:  # its text names the path
@@ -175,6 +179,7 @@ class CollectionStore:
         fsync: bool = True,
         snapshot_every: int = 10_000,
         index_policy: IndexPolicy | None = None,
+        max_source_bytes: int = 8 * 1024 * 1024,
     ) -> None:
         """Loads every collection under data_dir/collections/: its latest snapshot plus log replay."""
         if snapshot_every < 1:
@@ -183,8 +188,10 @@ class CollectionStore:
         self._fsync = fsync
         self._snapshot_every = snapshot_every
         self._policy = index_policy or IndexPolicy()
+        self._max_source_bytes = max_source_bytes
         self._lock = threading.Lock()
         self._collections: dict[str, Collection] = {}
+        self._sources: dict[str, SourceStore] = {}  # the collections that keep sources
         self._failed: dict[str, _Refused] = {}  # the collections that could not be loaded
         self._closed = False
         create_directories(self._root)
@@ -250,6 +257,10 @@ class CollectionStore:
                 )
             raise _not_found(name)
 
+    def sources_of(self, name: str) -> SourceStore | None:
+        """The kept pictures of the collection (its own name, not an alias's); None when it keeps none."""
+        return self._sources.get(name)
+
     def describe(self, name: str) -> CollectionInfo:
         """The collection's info, READY or DAMAGED; NotFound when there is none."""
         with self._lock:
@@ -300,6 +311,7 @@ class CollectionStore:
                 raise _not_found(name)
             if collection is not None:
                 collection.drop()
+            self._sources.pop(name, None)
             doomed = self._root / f".deleted-{name}-{uuid.uuid4().hex}"
             os.rename(self._root / name, doomed)
             if self._fsync:
@@ -401,9 +413,11 @@ class CollectionStore:
             )
 
     def _open(self, path: Path, spec: CollectionSpec) -> Collection:
-        return Collection(
-            path, spec, fsync=self._fsync, snapshot_every=self._snapshot_every, policy=self._policy
-        )
+        sources = SourceStore(path, fsync=self._fsync, max_bytes=self._max_source_bytes) if spec.keep_sources else None
+        collection = Collection(path, spec, fsync=self._fsync, snapshot_every=self._snapshot_every, policy=self._policy)
+        if sources is not None:
+            self._sources[spec.name] = sources
+        return collection
 
     def _refused_info(self, name: str) -> CollectionInfo:
         refused = self._failed[name]

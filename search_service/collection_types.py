@@ -23,6 +23,7 @@ class CollectionSpec:
     model_name: str = ""  # encoder model pinned by the collection ("" = vectors only)
     model_version: int = 0
     copy_thresholds: Thresholds | None = None  # set: the collection keeps fingerprints (find_copies)
+    keep_sources: bool = False  # keeps each item's image, to re-embed it (search_service/source_store.py)
 
     @property
     def find_copies(self) -> bool:

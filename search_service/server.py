@@ -11,6 +11,8 @@ from server_toolkit import auth, grpc_server
 from lookalike.v1 import search_pb2, search_pb2_grpc
 from search_service.collection_store import CollectionStore
 from search_service.encoder_gateway import EncoderGateway
+from search_service.item_writes import ItemWrites
+from search_service.reindex import Reindexer
 from search_service.servicer import SearchServicer
 from search_service.settings import SearchSettings
 from search_service.vector_index import IndexPolicy
@@ -23,26 +25,27 @@ SERVICE_NAMES = [SERVICE.full_name]
 # collection-level changes that can lose a catalogue.
 PERMISSIONS = auth.method_permissions(
     SERVICE,
-    read=["Search", "SearchBatch", "FindCopies", "Get", "ListItems", "ListCollections", "GetCollection", "ListAliases"],
+    read=["Search", "SearchBatch", "FindCopies", "Get", "ListItems", "ListCollections", "GetCollection", "ListAliases", "GetOperation", "ListOperations"],
     write=["Upsert", "UpsertStream", "UpdateItems", "Delete"],
-    admin=["CreateCollection", "DeleteCollection", "CreateAlias", "SwitchAlias", "DeleteAlias"],
+    admin=["CreateCollection", "DeleteCollection", "CreateAlias", "SwitchAlias", "DeleteAlias", "StartReindex", "CancelOperation"],
 )
 
 
 def create_server(settings: SearchSettings) -> tuple[grpc.Server, int]:
     """Opens the collections (replaying their logs) and builds the server (not started)."""
-    server, port, _, _, _ = _build(settings)
+    server, port, *_ = _build(settings)
     return server, port
 
 
 def serve(settings: SearchSettings) -> None:
-    server, port, health, store, in_flight = _build(settings)
+    server, port, health, store, in_flight, reindexer = _build(settings)
     grpc_server.serve_metrics(settings, settings.metrics_port)
     server.start()
     log.info("search service listening", extra={"fields": {"port": port, "data_dir": str(settings.data_dir)}})
     try:
         grpc_server.run_until_signalled(server, health, in_flight, settings.grace_seconds)
     finally:
+        reindexer.stop()  # running reindexes stay running on disk and resume at the next start
         store.close()  # a snapshot on the way out makes the next start replay no log
 
 
@@ -59,7 +62,13 @@ def _build(settings: SearchSettings):
     policy = IndexPolicy(
         recall_target=settings.recall_target, brute_force_below=settings.brute_force_below, rebuild_threads=settings.rebuild_threads
     )
-    store = CollectionStore(settings.data_dir, fsync=settings.fsync, snapshot_every=settings.snapshot_every, index_policy=policy)
+    store = CollectionStore(
+        settings.data_dir,
+        fsync=settings.fsync,
+        snapshot_every=settings.snapshot_every,
+        index_policy=policy,
+        max_source_bytes=settings.max_kept_source_bytes,
+    )
     encoder = EncoderGateway(
         settings.encoder_address,
         settings.encoder_timeout_seconds,
@@ -67,7 +76,9 @@ def _build(settings: SearchSettings):
         credentials=tls_credentials(settings.encoder_tls_ca_file, settings.encoder_tls_cert_file, settings.encoder_tls_key_file),
         token=settings.encoder_token(),
     )
-    search_pb2_grpc.add_SearchServicer_to_server(SearchServicer(store, encoder, settings), server)
+    writes = ItemWrites(store)
+    reindexer = Reindexer(store, writes, encoder, settings)
+    search_pb2_grpc.add_SearchServicer_to_server(SearchServicer(store, writes, reindexer, encoder, settings), server)
     port = grpc_server.bind(server, settings, settings.port)
     # SERVING even when a collection was refused: health speaks for the whole service, and one
     # damaged collection must not take the healthy ones out of rotation. The damaged one is
@@ -78,4 +89,5 @@ def _build(settings: SearchSettings):
     log.info("collections loaded", extra={"fields": {"collections": loaded, "damaged": len(failed)}})
     for name, reason in failed.items():
         log.error("collection refused at load", extra={"fields": {"collection": name, "reason": reason}})
-    return server, port, health, store, in_flight
+    reindexer.resume()
+    return server, port, health, store, in_flight, reindexer

@@ -16,19 +16,23 @@ from copy_detection.verdict import Evidence, ThresholdError, Thresholds, Verdict
 from lookalike.errors import AlreadyExists, FailedPrecondition, Internal, InvalidArgument, NotFound, Reason
 from lookalike.model_format import METRIC_ENUM, METRIC_NAME
 from lookalike.v1 import encoder_pb2, images_pb2, search_pb2, search_pb2_grpc
-from search_service import bulk_ingest, search_requests
+from search_service import bulk_ingest, reindex_requests, search_requests
 from search_service.collection import DAMAGED, READY, UPDATABLE_FIELDS, Collection, CollectionInfo, CollectionSpec, IndexInfo, StoredItem
 from search_service.aliases import Alias
 from search_service.collection_store import CollectionStore
 from search_service.copy_search import CopyOptions, CopyQuery, FoundCopy, find_copies
 from search_service.encoder_gateway import EncoderGateway
+from search_service.item_writes import ItemWrites, picture_of
+from search_service.reindex import Reindexer
 from search_service.search_requests import check_model, model_of, ranges, tag_filter
 from search_service.settings import SearchSettings
 
 
 class SearchServicer(search_pb2_grpc.SearchServicer):
-    def __init__(self, store: CollectionStore, encoder: EncoderGateway, settings: SearchSettings) -> None:
+    def __init__(self, store: CollectionStore, writes: ItemWrites, reindexer: Reindexer, encoder: EncoderGateway, settings: SearchSettings) -> None:
         self.store = store
+        self.writes = writes
+        self.reindexer = reindexer
         self.encoder = encoder
         self.settings = settings
 
@@ -80,6 +84,26 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
     def ListAliases(self, request, context) -> search_pb2.ListAliasesResponse:
         return search_pb2.ListAliasesResponse(aliases=[_alias(alias) for alias in self.store.aliases()])
 
+    def StartReindex(self, request: search_pb2.StartReindexRequest, context) -> search_pb2.Operation:
+        record = reindex_requests.record_of(request, self.store, self.settings)
+        info = self.encoder.model_info(images_pb2.ModelRef(name=record.model_name, version=record.model_version), context.time_remaining())
+        record.model_version = info.model.version  # pinned: 0 meant the newest loaded now
+        if not request.target_collection:
+            record.target = f"{record.source}.{record.model_name}-v{record.model_version}"
+        return self._operation(self.reindexer.start(record, info.embedding_dim))
+
+    def GetOperation(self, request: search_pb2.GetOperationRequest, context) -> search_pb2.Operation:
+        return self._operation(self.reindexer.get(request.name))
+
+    def ListOperations(self, request, context) -> search_pb2.ListOperationsResponse:
+        return search_pb2.ListOperationsResponse(operations=[self._operation(r, with_picture=False) for r in self.reindexer.all()])
+
+    def CancelOperation(self, request: search_pb2.CancelOperationRequest, context) -> search_pb2.Operation:
+        return self._operation(self.reindexer.cancel(request.name))
+
+    def _operation(self, record, *, with_picture: bool = True) -> search_pb2.Operation:
+        return reindex_requests.operation(record, self.reindexer.picture(record) if with_picture else b"")
+
     def Upsert(self, request: search_pb2.UpsertRequest, context) -> search_pb2.UpsertResponse:
         collection = self.store.get(request.collection)
         items = request.items
@@ -106,7 +130,8 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
                 rows[i] = row
                 if prints and prints[position]:  # b"": a tensor, which has no picture to fingerprint
                     fingerprints[i] = _checked(prints[position])
-        written = collection.upsert(
+        written = self.writes.upsert(
+            collection,
             [item.id for item in items],
             rows,
             [list(item.tags) for item in items],
@@ -114,6 +139,7 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
             [item.timestamp for item in items],
             fingerprints,
             [dict(item.attributes) for item in items],
+            [picture_of(item) for item in items],
         )
         return search_pb2.UpsertResponse(upserted=written)
 
@@ -122,7 +148,7 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
             vectors, prints = self._embed(collection, images, fields, context, kind)
             return vectors, [_checked(p) if p else p for p in prints]
 
-        return bulk_ingest.ingest(request_iterator, self.store, self.settings, embed)
+        return bulk_ingest.ingest(request_iterator, self.store, self.writes, self.settings, embed)
 
     def UpdateItems(self, request: search_pb2.UpdateItemsRequest, context) -> search_pb2.UpdateItemsResponse:
         collection = self.store.get(request.collection)
@@ -147,7 +173,8 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
                     reason=Reason.REQUEST_MALFORMED,
                     field=f"items[{i}].{item.WhichOneof('content')}",
                 )
-        updated = collection.update(
+        updated = self.writes.update(
+            collection,
             [item.id for item in items],
             paths,
             [list(item.tags) for item in items],
@@ -158,7 +185,7 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
         return search_pb2.UpdateItemsResponse(updated=updated)
 
     def Delete(self, request, context) -> search_pb2.DeleteResponse:
-        return search_pb2.DeleteResponse(deleted=self.store.get(request.collection).delete(list(request.ids)))
+        return search_pb2.DeleteResponse(deleted=self.writes.delete(self.store.get(request.collection), list(request.ids)))
 
     def Get(self, request, context) -> search_pb2.GetResponse:
         collection = self.store.get(request.collection)
@@ -329,6 +356,7 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
             model_name=ref.name,
             model_version=int(ref.version),
             copy_thresholds=_requested_thresholds(request),
+            keep_sources=request.keep_sources,
         )
 
     def _embed(
@@ -360,6 +388,7 @@ def _satisfies(existing: CollectionSpec, wanted: CollectionSpec, request: search
         and (request.model.version == 0 or existing.model_version == wanted.model_version)
         and existing.find_copies == wanted.find_copies
         and (not request.HasField("copy_thresholds") or existing.copy_thresholds == wanted.copy_thresholds)
+        and existing.keep_sources == wanted.keep_sources
     )
 
 
@@ -394,6 +423,7 @@ def _collection(info: CollectionInfo) -> search_pb2.Collection:
         find_copies=spec.find_copies,
         copy_thresholds=_thresholds(spec.copy_thresholds),
         index=_index(info.index),
+        keep_sources=spec.keep_sources,
     )
 
 

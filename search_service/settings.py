@@ -42,6 +42,12 @@ class SearchSettings(SecuritySettings):  # host, TLS, tokens, reflection: docs/s
     rebuild_threads: int = Field(
         1, ge=0, description="ScaNN training threads of a background index rebuild (0: all cores); one leaves the other cores to searches"
     )
+    max_kept_source_bytes: int = Field(
+        8 * 1024 * 1024, ge=1, description="largest image a keep_sources collection keeps for re-embedding (a larger one keeps none)"
+    )
+    reindex_images_per_second: float = Field(
+        500.0, gt=0, description="most images a reindex sends the encoder per second, unless its request asks for fewer or more"
+    )
     max_k: int = Field(1000, description="most neighbours one search returns")
     max_get_ids: int = Field(1000, ge=1, description="most ids one Get may ask for (the reply holds a vector for each)")
     copy_candidates: int = Field(50, ge=1, description="nearest items by embedding that FindCopies verifies when the request leaves it to the server")

@@ -45,6 +45,9 @@ class ErrorReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ALIAS_EXISTS: _ClassVar[ErrorReason]
     COLLECTION_HAS_ALIASES: _ClassVar[ErrorReason]
     ALIAS_MOVED: _ClassVar[ErrorReason]
+    OPERATION_NOT_FOUND: _ClassVar[ErrorReason]
+    SOURCES_NOT_KEPT: _ClassVar[ErrorReason]
+    REINDEX_RUNNING: _ClassVar[ErrorReason]
     ENCODER_UNAVAILABLE: _ClassVar[ErrorReason]
     ENCODER_FAILED: _ClassVar[ErrorReason]
     SHUTTING_DOWN: _ClassVar[ErrorReason]
@@ -96,6 +99,9 @@ ALIAS_NOT_FOUND: ErrorReason
 ALIAS_EXISTS: ErrorReason
 COLLECTION_HAS_ALIASES: ErrorReason
 ALIAS_MOVED: ErrorReason
+OPERATION_NOT_FOUND: ErrorReason
+SOURCES_NOT_KEPT: ErrorReason
+REINDEX_RUNNING: ErrorReason
 ENCODER_UNAVAILABLE: ErrorReason
 ENCODER_FAILED: ErrorReason
 SHUTTING_DOWN: ErrorReason

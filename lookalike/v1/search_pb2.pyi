@@ -41,6 +41,144 @@ EVIDENCE_HASH: Evidence
 EVIDENCE_LOCAL_FEATURES: Evidence
 EVIDENCE_EMBEDDING: Evidence
 
+class StartReindexRequest(_message.Message):
+    __slots__ = ("collection", "model", "target_collection", "switch_alias", "policy", "report_sample", "label_prefix", "max_images_per_second")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    TARGET_COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    SWITCH_ALIAS_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    REPORT_SAMPLE_FIELD_NUMBER: _ClassVar[int]
+    LABEL_PREFIX_FIELD_NUMBER: _ClassVar[int]
+    MAX_IMAGES_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    model: _images_pb2.ModelRef
+    target_collection: str
+    switch_alias: str
+    policy: MigrationPolicy
+    report_sample: int
+    label_prefix: str
+    max_images_per_second: float
+    def __init__(self, collection: _Optional[str] = ..., model: _Optional[_Union[_images_pb2.ModelRef, _Mapping]] = ..., target_collection: _Optional[str] = ..., switch_alias: _Optional[str] = ..., policy: _Optional[_Union[MigrationPolicy, _Mapping]] = ..., report_sample: _Optional[int] = ..., label_prefix: _Optional[str] = ..., max_images_per_second: _Optional[float] = ...) -> None: ...
+
+class MigrationPolicy(_message.Message):
+    __slots__ = ("require_no_worse_copy_recall", "max_copy_recall_drop")
+    REQUIRE_NO_WORSE_COPY_RECALL_FIELD_NUMBER: _ClassVar[int]
+    MAX_COPY_RECALL_DROP_FIELD_NUMBER: _ClassVar[int]
+    require_no_worse_copy_recall: bool
+    max_copy_recall_drop: float
+    def __init__(self, require_no_worse_copy_recall: _Optional[bool] = ..., max_copy_recall_drop: _Optional[float] = ...) -> None: ...
+
+class Operation(_message.Message):
+    __slots__ = ("name", "state", "done", "source_collection", "target_collection", "model", "phase", "items_total", "items_copied", "items_without_source", "ids_without_source", "report", "switch_alias", "switched", "switch_refused", "error_message", "error_reason", "started_at_unix_ms", "updated_at_unix_ms")
+    class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        STATE_UNSPECIFIED: _ClassVar[Operation.State]
+        STATE_RUNNING: _ClassVar[Operation.State]
+        STATE_SUCCEEDED: _ClassVar[Operation.State]
+        STATE_FAILED: _ClassVar[Operation.State]
+        STATE_CANCELLED: _ClassVar[Operation.State]
+    STATE_UNSPECIFIED: Operation.State
+    STATE_RUNNING: Operation.State
+    STATE_SUCCEEDED: Operation.State
+    STATE_FAILED: Operation.State
+    STATE_CANCELLED: Operation.State
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    TARGET_COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    PHASE_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_COPIED_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_WITHOUT_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    IDS_WITHOUT_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    REPORT_FIELD_NUMBER: _ClassVar[int]
+    SWITCH_ALIAS_FIELD_NUMBER: _ClassVar[int]
+    SWITCHED_FIELD_NUMBER: _ClassVar[int]
+    SWITCH_REFUSED_FIELD_NUMBER: _ClassVar[int]
+    ERROR_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_REASON_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    state: Operation.State
+    done: bool
+    source_collection: str
+    target_collection: str
+    model: _images_pb2.ModelRef
+    phase: str
+    items_total: int
+    items_copied: int
+    items_without_source: int
+    ids_without_source: _containers.RepeatedScalarFieldContainer[str]
+    report: MigrationReport
+    switch_alias: str
+    switched: bool
+    switch_refused: str
+    error_message: str
+    error_reason: str
+    started_at_unix_ms: int
+    updated_at_unix_ms: int
+    def __init__(self, name: _Optional[str] = ..., state: _Optional[_Union[Operation.State, str]] = ..., done: _Optional[bool] = ..., source_collection: _Optional[str] = ..., target_collection: _Optional[str] = ..., model: _Optional[_Union[_images_pb2.ModelRef, _Mapping]] = ..., phase: _Optional[str] = ..., items_total: _Optional[int] = ..., items_copied: _Optional[int] = ..., items_without_source: _Optional[int] = ..., ids_without_source: _Optional[_Iterable[str]] = ..., report: _Optional[_Union[MigrationReport, _Mapping]] = ..., switch_alias: _Optional[str] = ..., switched: _Optional[bool] = ..., switch_refused: _Optional[str] = ..., error_message: _Optional[str] = ..., error_reason: _Optional[str] = ..., started_at_unix_ms: _Optional[int] = ..., updated_at_unix_ms: _Optional[int] = ...) -> None: ...
+
+class MigrationReport(_message.Message):
+    __slots__ = ("sample_size", "neighbour_overlap_at_10", "before", "after", "edits", "table", "png", "passes_policy")
+    SAMPLE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    NEIGHBOUR_OVERLAP_AT_10_FIELD_NUMBER: _ClassVar[int]
+    BEFORE_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    EDITS_FIELD_NUMBER: _ClassVar[int]
+    TABLE_FIELD_NUMBER: _ClassVar[int]
+    PNG_FIELD_NUMBER: _ClassVar[int]
+    PASSES_POLICY_FIELD_NUMBER: _ClassVar[int]
+    sample_size: int
+    neighbour_overlap_at_10: float
+    before: ModelFigures
+    after: ModelFigures
+    edits: _containers.RepeatedScalarFieldContainer[str]
+    table: str
+    png: bytes
+    passes_policy: bool
+    def __init__(self, sample_size: _Optional[int] = ..., neighbour_overlap_at_10: _Optional[float] = ..., before: _Optional[_Union[ModelFigures, _Mapping]] = ..., after: _Optional[_Union[ModelFigures, _Mapping]] = ..., edits: _Optional[_Iterable[str]] = ..., table: _Optional[str] = ..., png: _Optional[bytes] = ..., passes_policy: _Optional[bool] = ...) -> None: ...
+
+class ModelFigures(_message.Message):
+    __slots__ = ("model", "copy_recall_at_1", "copy_recall_by_edit", "precision_at_10", "nearest_score_percentiles")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    COPY_RECALL_AT_1_FIELD_NUMBER: _ClassVar[int]
+    COPY_RECALL_BY_EDIT_FIELD_NUMBER: _ClassVar[int]
+    PRECISION_AT_10_FIELD_NUMBER: _ClassVar[int]
+    NEAREST_SCORE_PERCENTILES_FIELD_NUMBER: _ClassVar[int]
+    model: _images_pb2.ModelRef
+    copy_recall_at_1: float
+    copy_recall_by_edit: _containers.RepeatedScalarFieldContainer[float]
+    precision_at_10: float
+    nearest_score_percentiles: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, model: _Optional[_Union[_images_pb2.ModelRef, _Mapping]] = ..., copy_recall_at_1: _Optional[float] = ..., copy_recall_by_edit: _Optional[_Iterable[float]] = ..., precision_at_10: _Optional[float] = ..., nearest_score_percentiles: _Optional[_Iterable[float]] = ...) -> None: ...
+
+class GetOperationRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class ListOperationsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListOperationsResponse(_message.Message):
+    __slots__ = ("operations",)
+    OPERATIONS_FIELD_NUMBER: _ClassVar[int]
+    operations: _containers.RepeatedCompositeFieldContainer[Operation]
+    def __init__(self, operations: _Optional[_Iterable[_Union[Operation, _Mapping]]] = ...) -> None: ...
+
+class CancelOperationRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
 class Alias(_message.Message):
     __slots__ = ("name", "collection", "previous_collection", "changed_at_unix_ms")
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -94,7 +232,7 @@ class ListAliasesResponse(_message.Message):
     def __init__(self, aliases: _Optional[_Iterable[_Union[Alias, _Mapping]]] = ...) -> None: ...
 
 class Collection(_message.Message):
-    __slots__ = ("name", "dimension", "metric", "model", "size", "state", "state_reason", "find_copies", "copy_thresholds", "index")
+    __slots__ = ("name", "dimension", "metric", "model", "size", "state", "state_reason", "find_copies", "copy_thresholds", "index", "keep_sources")
     class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         STATE_UNSPECIFIED: _ClassVar[Collection.State]
@@ -113,6 +251,7 @@ class Collection(_message.Message):
     FIND_COPIES_FIELD_NUMBER: _ClassVar[int]
     COPY_THRESHOLDS_FIELD_NUMBER: _ClassVar[int]
     INDEX_FIELD_NUMBER: _ClassVar[int]
+    KEEP_SOURCES_FIELD_NUMBER: _ClassVar[int]
     name: str
     dimension: int
     metric: _images_pb2.Metric
@@ -123,7 +262,8 @@ class Collection(_message.Message):
     find_copies: bool
     copy_thresholds: CopyThresholds
     index: IndexInfo
-    def __init__(self, name: _Optional[str] = ..., dimension: _Optional[int] = ..., metric: _Optional[_Union[_images_pb2.Metric, str]] = ..., model: _Optional[_Union[_images_pb2.ModelRef, _Mapping]] = ..., size: _Optional[int] = ..., state: _Optional[_Union[Collection.State, str]] = ..., state_reason: _Optional[str] = ..., find_copies: _Optional[bool] = ..., copy_thresholds: _Optional[_Union[CopyThresholds, _Mapping]] = ..., index: _Optional[_Union[IndexInfo, _Mapping]] = ...) -> None: ...
+    keep_sources: bool
+    def __init__(self, name: _Optional[str] = ..., dimension: _Optional[int] = ..., metric: _Optional[_Union[_images_pb2.Metric, str]] = ..., model: _Optional[_Union[_images_pb2.ModelRef, _Mapping]] = ..., size: _Optional[int] = ..., state: _Optional[_Union[Collection.State, str]] = ..., state_reason: _Optional[str] = ..., find_copies: _Optional[bool] = ..., copy_thresholds: _Optional[_Union[CopyThresholds, _Mapping]] = ..., index: _Optional[_Union[IndexInfo, _Mapping]] = ..., keep_sources: _Optional[bool] = ...) -> None: ...
 
 class IndexInfo(_message.Message):
     __slots__ = ("kind", "indexed", "pending", "rebuilding", "estimated_recall", "recall_k", "num_leaves", "leaves_to_search", "reorder")
@@ -170,7 +310,7 @@ class CopyThresholds(_message.Message):
     def __init__(self, exact_hash_distance: _Optional[int] = ..., edited_inliers: _Optional[int] = ..., embedding_copy: _Optional[float] = ..., embedding_similar: _Optional[float] = ...) -> None: ...
 
 class CreateCollectionRequest(_message.Message):
-    __slots__ = ("name", "dimension", "metric", "model", "allow_existing", "find_copies", "copy_thresholds")
+    __slots__ = ("name", "dimension", "metric", "model", "allow_existing", "find_copies", "copy_thresholds", "keep_sources")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DIMENSION_FIELD_NUMBER: _ClassVar[int]
     METRIC_FIELD_NUMBER: _ClassVar[int]
@@ -178,6 +318,7 @@ class CreateCollectionRequest(_message.Message):
     ALLOW_EXISTING_FIELD_NUMBER: _ClassVar[int]
     FIND_COPIES_FIELD_NUMBER: _ClassVar[int]
     COPY_THRESHOLDS_FIELD_NUMBER: _ClassVar[int]
+    KEEP_SOURCES_FIELD_NUMBER: _ClassVar[int]
     name: str
     dimension: int
     metric: _images_pb2.Metric
@@ -185,7 +326,8 @@ class CreateCollectionRequest(_message.Message):
     allow_existing: bool
     find_copies: bool
     copy_thresholds: CopyThresholds
-    def __init__(self, name: _Optional[str] = ..., dimension: _Optional[int] = ..., metric: _Optional[_Union[_images_pb2.Metric, str]] = ..., model: _Optional[_Union[_images_pb2.ModelRef, _Mapping]] = ..., allow_existing: _Optional[bool] = ..., find_copies: _Optional[bool] = ..., copy_thresholds: _Optional[_Union[CopyThresholds, _Mapping]] = ...) -> None: ...
+    keep_sources: bool
+    def __init__(self, name: _Optional[str] = ..., dimension: _Optional[int] = ..., metric: _Optional[_Union[_images_pb2.Metric, str]] = ..., model: _Optional[_Union[_images_pb2.ModelRef, _Mapping]] = ..., allow_existing: _Optional[bool] = ..., find_copies: _Optional[bool] = ..., copy_thresholds: _Optional[_Union[CopyThresholds, _Mapping]] = ..., keep_sources: _Optional[bool] = ...) -> None: ...
 
 class GetCollectionRequest(_message.Message):
     __slots__ = ("name",)

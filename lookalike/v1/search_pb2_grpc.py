@@ -137,6 +137,26 @@ class SearchStub:
                 request_serializer=lookalike_dot_v1_dot_search__pb2.ListAliasesRequest.SerializeToString,
                 response_deserializer=lookalike_dot_v1_dot_search__pb2.ListAliasesResponse.FromString,
                 _registered_method=True)
+        self.StartReindex = channel.unary_unary(
+                '/lookalike.v1.Search/StartReindex',
+                request_serializer=lookalike_dot_v1_dot_search__pb2.StartReindexRequest.SerializeToString,
+                response_deserializer=lookalike_dot_v1_dot_search__pb2.Operation.FromString,
+                _registered_method=True)
+        self.GetOperation = channel.unary_unary(
+                '/lookalike.v1.Search/GetOperation',
+                request_serializer=lookalike_dot_v1_dot_search__pb2.GetOperationRequest.SerializeToString,
+                response_deserializer=lookalike_dot_v1_dot_search__pb2.Operation.FromString,
+                _registered_method=True)
+        self.ListOperations = channel.unary_unary(
+                '/lookalike.v1.Search/ListOperations',
+                request_serializer=lookalike_dot_v1_dot_search__pb2.ListOperationsRequest.SerializeToString,
+                response_deserializer=lookalike_dot_v1_dot_search__pb2.ListOperationsResponse.FromString,
+                _registered_method=True)
+        self.CancelOperation = channel.unary_unary(
+                '/lookalike.v1.Search/CancelOperation',
+                request_serializer=lookalike_dot_v1_dot_search__pb2.CancelOperationRequest.SerializeToString,
+                response_deserializer=lookalike_dot_v1_dot_search__pb2.Operation.FromString,
+                _registered_method=True)
 
 
 class SearchServicer:
@@ -324,6 +344,45 @@ class SearchServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StartReindex(self, request, context):
+        """Starts re-embedding a collection's items with another model version into
+        a new collection, in the background (a long-running operation, in the
+        manner of google.longrunning: poll GetOperation, or CancelOperation).
+        The collection must keep its sources (keep_sources). Searches keep using
+        the live collection; writes to it during the reindex go to both. When
+        every item is copied, the operation measures the migration report (both
+        versions side by side on a sample of the collection's own items and
+        their edited copies) and, when switch_alias is set and the policy
+        passes, switches the alias to the new collection. The operation survives
+        a restart of the server and resumes.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetOperation(self, request, context):
+        """The operation as it is now; NOT_FOUND (OPERATION_NOT_FOUND) if there is
+        none of that name.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListOperations(self, request, context):
+        """Every operation the server knows, running and done, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelOperation(self, request, context):
+        """Stops a running operation; its new collection is deleted, the live one is
+        untouched. A done operation is returned as it is.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SearchServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -411,6 +470,26 @@ def add_SearchServicer_to_server(servicer, server):
                     servicer.ListAliases,
                     request_deserializer=lookalike_dot_v1_dot_search__pb2.ListAliasesRequest.FromString,
                     response_serializer=lookalike_dot_v1_dot_search__pb2.ListAliasesResponse.SerializeToString,
+            ),
+            'StartReindex': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartReindex,
+                    request_deserializer=lookalike_dot_v1_dot_search__pb2.StartReindexRequest.FromString,
+                    response_serializer=lookalike_dot_v1_dot_search__pb2.Operation.SerializeToString,
+            ),
+            'GetOperation': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetOperation,
+                    request_deserializer=lookalike_dot_v1_dot_search__pb2.GetOperationRequest.FromString,
+                    response_serializer=lookalike_dot_v1_dot_search__pb2.Operation.SerializeToString,
+            ),
+            'ListOperations': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListOperations,
+                    request_deserializer=lookalike_dot_v1_dot_search__pb2.ListOperationsRequest.FromString,
+                    response_serializer=lookalike_dot_v1_dot_search__pb2.ListOperationsResponse.SerializeToString,
+            ),
+            'CancelOperation': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelOperation,
+                    request_deserializer=lookalike_dot_v1_dot_search__pb2.CancelOperationRequest.FromString,
+                    response_serializer=lookalike_dot_v1_dot_search__pb2.Operation.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -890,6 +969,114 @@ class Search:
             '/lookalike.v1.Search/ListAliases',
             lookalike_dot_v1_dot_search__pb2.ListAliasesRequest.SerializeToString,
             lookalike_dot_v1_dot_search__pb2.ListAliasesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartReindex(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lookalike.v1.Search/StartReindex',
+            lookalike_dot_v1_dot_search__pb2.StartReindexRequest.SerializeToString,
+            lookalike_dot_v1_dot_search__pb2.Operation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetOperation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lookalike.v1.Search/GetOperation',
+            lookalike_dot_v1_dot_search__pb2.GetOperationRequest.SerializeToString,
+            lookalike_dot_v1_dot_search__pb2.Operation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListOperations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lookalike.v1.Search/ListOperations',
+            lookalike_dot_v1_dot_search__pb2.ListOperationsRequest.SerializeToString,
+            lookalike_dot_v1_dot_search__pb2.ListOperationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelOperation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lookalike.v1.Search/CancelOperation',
+            lookalike_dot_v1_dot_search__pb2.CancelOperationRequest.SerializeToString,
+            lookalike_dot_v1_dot_search__pb2.Operation.FromString,
             options,
             channel_credentials,
             insecure,

@@ -224,6 +224,20 @@ delete_collection_requests = st.builds(search_pb2.DeleteCollectionRequest, name=
 create_alias_requests = st.builds(search_pb2.CreateAliasRequest, name=names, collection=names)
 switch_alias_requests = st.builds(search_pb2.SwitchAliasRequest, name=names, collection=names, expected_collection=names)
 delete_alias_requests = st.builds(search_pb2.DeleteAliasRequest, name=names, allow_missing=st.booleans())
+operation_names = st.one_of(strings, st.builds(lambda s: f"operations/{s}", strings))
+get_operation_requests = st.builds(search_pb2.GetOperationRequest, name=operation_names)
+cancel_operation_requests = st.builds(search_pb2.CancelOperationRequest, name=operation_names)
+start_reindex_requests = st.builds(
+    search_pb2.StartReindexRequest,
+    collection=names,
+    model=model_refs,
+    target_collection=st.one_of(st.just(""), names),
+    switch_alias=st.one_of(st.just(""), names),
+    policy=st.builds(search_pb2.MigrationPolicy, require_no_worse_copy_recall=st.booleans(), max_copy_recall_drop=st.floats(width=32)),
+    report_sample=st.integers(-(2**31), 2**31 - 1),
+    label_prefix=strings,
+    max_images_per_second=st.floats(width=32),
+)
 
 
 @st.composite

@@ -33,6 +33,7 @@ from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from lookalike.errors import Reason
 from lookalike.v1 import encoder_pb2, encoder_pb2_grpc, images_pb2, search_pb2, search_pb2_grpc
@@ -286,6 +287,19 @@ def test_delete_alias(servers, request):
     servers.call("DeleteAlias", request)
     listed = servers.call("ListAliases", search_pb2.ListAliasesRequest())
     assert request.name not in {alias.name for alias in listed.aliases}
+
+
+@FUZZ
+@given(request=requests.start_reindex_requests)
+def test_start_reindex(servers, request):
+    # The fuzzed collections keep no sources: every start is refused, each with a field or reason.
+    servers.call("StartReindex", request)
+
+
+@FUZZ
+@given(request=st.one_of(requests.get_operation_requests, requests.cancel_operation_requests))
+def test_get_and_cancel_operation(servers, request):
+    servers.call(type(request).__name__.removesuffix("Request"), request)
 
 
 @FUZZ
