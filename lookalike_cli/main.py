@@ -88,6 +88,11 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
         help="a new collection keeps a fingerprint of every picture, for `lookalike query --copies` (about 20-30 KB per picture)",
     )
     index.add_argument(
+        "--keep-sources",
+        action="store_true",
+        help="a new collection keeps every picture, so `lookalike migrate` can re-embed it with a new model version later",
+    )
+    index.add_argument(
         "--copy-thresholds",
         type=Path,
         metavar="FILE",
@@ -263,6 +268,7 @@ def _index(args) -> int:
                 allow_existing=True,
                 find_copies=args.find_copies,
                 copy_thresholds=_copy_thresholds(args),
+                keep_sources=args.keep_sources,
             )
         if collection.state == search_pb2.Collection.STATE_DAMAGED:
             sys.exit(f"lookalike index: collection {collection.name!r} is damaged ({collection.state_reason}); nothing was sent")

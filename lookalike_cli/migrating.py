@@ -82,25 +82,27 @@ def _alias_to_switch(client: SearchClient, args) -> str:
 def _follow(client: SearchClient, operation: search_pb2.Operation, progress: bool) -> search_pb2.Operation:
     """Polls until done, one progress phase per phase of the operation."""
     phase: Phase | None = None
-    current = ""
+    current, done_items, total = "", 0, 0  # counted here: a bar that is off counts nothing
+
+    def finish() -> None:
+        if phase is not None:
+            phase.finish(f"{current}: {done_items}/{total} items")
 
     def show(now: search_pb2.Operation) -> None:
-        nonlocal phase, current
+        nonlocal phase, current, done_items, total
         if now.phase != current:
-            if phase is not None:
-                phase.finish(f"{current}: {phase.bar.n}/{phase.bar.total or 0} items")
-            current = now.phase
-            phase = Phase(now.phase, total=max(now.items_total, 1), unit="item", progress=progress)
-        if phase is not None and now.items_total:
-            phase.bar.total = now.items_total
-            phase.update(max(0, now.items_copied - phase.bar.n))
+            finish()
+            current, done_items, total = now.phase, 0, now.items_total
+            phase = Phase(now.phase, total=max(total, 1), unit="item", progress=progress)
+        if now.items_total:
+            total = phase.bar.total = now.items_total
+        phase.update(max(0, now.items_copied - done_items))
+        done_items = max(done_items, now.items_copied)
 
     try:
-        done = client.wait_for_operation(operation.name, poll_seconds=0.2, on_progress=show)
+        return client.wait_for_operation(operation.name, poll_seconds=0.2, on_progress=show)
     finally:
-        if phase is not None:
-            phase.finish(f"{current}: {phase.bar.n}/{phase.bar.total or 0} items")
-    return done
+        finish()
 
 
 def _write_report(operation: search_pb2.Operation, folder: Path) -> None:

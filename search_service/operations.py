@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import time
 import uuid
 from pathlib import Path
 
 from server_toolkit.durable_files import create_directories, remove_temporary_files, write_atomically
+
+log = logging.getLogger(__name__)
 
 RUNNING, SUCCEEDED, FAILED, CANCELLED = "running", "succeeded", "failed", "cancelled"
 PREFIX = "operations/"  # of an operation's name in the API
@@ -77,4 +80,11 @@ class OperationStore:
         return path.read_bytes() if path.exists() else b""
 
     def load_all(self) -> list[OperationRecord]:
-        return [OperationRecord(**json.loads(path.read_bytes())) for path in sorted(self._root.glob("*.json"))]
+        """Every record; one that cannot be read is logged and skipped: the server starts anyway."""
+        records = []
+        for path in sorted(self._root.glob("*.json")):
+            try:
+                records.append(OperationRecord(**json.loads(path.read_bytes())))
+            except (OSError, ValueError, TypeError) as error:
+                log.error("operation record unreadable, skipped", extra={"fields": {"file": path.name, "error": str(error)}})
+        return records
