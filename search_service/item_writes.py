@@ -3,10 +3,11 @@
 Beyond the collection's own write (log, then table), a write here
 - keeps the items' pictures first, when the collection keeps sources (search_service/source_store.py),
   so every item the log acknowledges has its picture;
-- then hands the written ids to the reindexes copying this collection (search_service/reindex.py),
-  which bring their new collections up to date with them before the call is answered: a write
-  acknowledged during a reindex is in both collections. A reindex that cannot (the encoder is
-  down) leaves the ids to its next pass; the write itself stands, as it is durable.
+- then hands the written ids to the mirrors following this collection (search_service/mirror.py:
+  a reindex's, both ways after its switch), which bring their collections up to date with them
+  before the call is answered: a write acknowledged during a reindex is in both collections. A
+  mirror that cannot (the encoder is down) leaves the ids to the reindex's next pass; the write
+  itself stands, as it is durable. A mirror whose collection was deleted stops following.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import logging
 from collections.abc import Sequence
 from typing import Protocol
 
+from lookalike.errors import NotFound
 from lookalike.v1 import search_pb2
 from search_service.collection import Collection
 from search_service.collection_store import CollectionStore
@@ -73,5 +75,7 @@ class ItemWrites:
         for follower in self._followers.get(collection.spec.name, ()):
             try:
                 follower.sync(ids)
+            except NotFound:  # its other collection was deleted: nothing left to follow for
+                self.unfollow(collection.spec.name, follower)
             except Exception:  # the write is durable: the reindex's next pass copies these ids
                 log.exception("a reindex could not follow a write now; its next pass will", extra={"fields": {"collection": collection.spec.name}})

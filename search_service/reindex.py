@@ -2,20 +2,17 @@
 the background, while the live one keeps serving; then the migration report, then (if asked and
 the policy passes) the alias switch. docs/model-upgrades.md tells the story; this is the machine.
 
-One operation is one `Reindex`, a thread, and a follower of the live collection's writes
-(search_service/item_writes.py). Its one primitive is `sync(ids)`: make the new collection agree
-with the live one on those ids, as the live one is now:
-- an item gone from the live collection goes from the new one;
-- an item whose kept picture differs from the one the new collection embedded (or that the new
-  collection lacks) is embedded again by the new version, with the live item's tags, uri,
-  timestamp, attributes and fingerprint (fingerprints come from the picture, not the model);
-- an item whose fields alone differ gets them, without embedding;
-- an item without a kept picture cannot be re-embedded: it is counted, and kept out.
-Writes to the live collection call `sync` with their ids before they are answered, and the copy
-is passes of `sync` over every live id, until a pass finds nothing to change. `sync` holds the
-operation's lock, so a pass and a write never interleave on one id. Nothing here remembers how far
-a pass got: after a restart (or kill -9) the operation starts a pass again, and the items that
-already agree cost a comparison, not an embedding.
+One operation is one `Reindex`, a thread, around a mirror from the live collection to the new one
+(search_service/mirror.py), which follows the live collection's writes (search_service/item_writes.py):
+a write acknowledged during the reindex is in both. The copy itself is passes of the mirror's
+`sync` over every live id, until a pass finds nothing to change. Nothing remembers how far a pass
+got: after a restart (or kill -9) the operation starts a pass again, and the items that already
+agree cost a comparison, not an embedding.
+
+After the switch a second mirror runs the other way, from the new collection back into the old one
+(embedded by the old version), and the first one goes on: the two collections stay in agreement
+whichever one the alias points at, so a rollback loses no write. Both mirrors live as long as both
+collections do (they are set up again at start); deleting the old collection ends them.
 """
 
 from __future__ import annotations
@@ -23,17 +20,17 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
 
 import numpy as np
 
 from lookalike.errors import AlreadyExists, FailedPrecondition, InvalidArgument, LookalikeError, NotFound, Reason
 from lookalike.v1 import images_pb2
 from search_service import migration_report
-from search_service.collection import UPDATABLE_FIELDS, Collection, CollectionSpec
+from search_service.collection import Collection, CollectionSpec
 from search_service.collection_store import CollectionStore
 from search_service.encoder_gateway import EncoderGateway
 from search_service.item_writes import ItemWrites
+from search_service.mirror import Mirror
 from search_service.operations import CANCELLED, FAILED, RUNNING, SUCCEEDED, OperationRecord, OperationStore
 from search_service.settings import SearchSettings
 
@@ -56,14 +53,21 @@ class Reindex:
     def __init__(self, record: OperationRecord, store: CollectionStore, writes: ItemWrites, records: OperationStore, encoder: EncoderGateway, settings: SearchSettings) -> None:
         self.record, self.store, self.writes, self.records, self.encoder = record, store, writes, records, encoder
         self.settings = settings
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # both mirrors' and the switch's
+        self.forward = Mirror(store, encoder, record.source, record.target, self._lock, settings.encoder_timeout_seconds)
+        self.backward = Mirror(store, encoder, record.target, record.source, self._lock, settings.encoder_timeout_seconds)
         self._cancelled = threading.Event()
         self._stopping = threading.Event()
-        self._without_source: set[str] = set()
         self._thread = threading.Thread(target=self._run, name=f"reindex-{record.id}", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
+
+    def follow(self) -> None:
+        """The mirrors of a finished operation, set up again after a restart."""
+        self.writes.follow(self.record.source, self.forward)
+        if self.record.switched:
+            self.writes.follow(self.record.target, self.backward)
 
     def cancel(self) -> None:
         self._cancelled.set()
@@ -73,68 +77,8 @@ class Reindex:
         self.wait(30)
 
     def wait(self, seconds: float) -> None:
-        self._thread.join(seconds)
-
-    # --- the primitive ---
-
-    def sync(self, ids: Sequence[str]) -> int:
-        """Makes the new collection agree with the live one on `ids`; how many items it changed."""
-        with self._lock:
-            return self._sync(list(dict.fromkeys(ids)))
-
-    def _sync(self, ids: list[str]) -> int:
-        source, target = self.store.get(self.record.source), self.store.get(self.record.target)
-        kept, copies = self.store.sources_of(source.spec.name), self.store.sources_of(target.spec.name)
-        live, gone = source.get(ids)
-        have = {item.id: item for item in target.get(ids)[0]}
-        drop = [i for i in gone if i in have]
-        embed, refresh = [], []
-        for item in live:
-            digest = kept.digest(item.id) if kept is not None else ""
-            if not digest:
-                self._without_source.add(item.id)
-                if item.id in have:
-                    drop.append(item.id)
-                continue
-            self._without_source.discard(item.id)
-            copied = have.get(item.id)
-            if copied is None or copies.digest(item.id) != digest:
-                embed.append(item)
-            elif (copied.tags, copied.uri, copied.timestamp, copied.attributes) != (item.tags, item.uri, item.timestamp, item.attributes):
-                refresh.append(item)
-        for gone_id in gone:
-            self._without_source.discard(gone_id)
-        if drop:
-            target.delete(drop)
-            copies.forget(drop)
-        if embed:
-            pictures = [kept.read(item.id) for item in embed]
-            vectors = self._embed(pictures)
-            prints = [self._fingerprint(source, item.id) for item in embed] if target.spec.find_copies else [b""] * len(embed)
-            copies.keep([item.id for item in embed], pictures)
-            target.upsert(
-                [item.id for item in embed], vectors, [item.tags for item in embed], [item.uri for item in embed],
-                [item.timestamp for item in embed], prints, [item.attributes for item in embed],
-            )
-        if refresh:
-            target.update(
-                [item.id for item in refresh], UPDATABLE_FIELDS, [item.tags for item in refresh], [item.uri for item in refresh],
-                [item.timestamp for item in refresh], [item.attributes for item in refresh],
-            )
-        return len(drop) + len(embed) + len(refresh)
-
-    def _embed(self, pictures: list[bytes]) -> np.ndarray:
-        ref = images_pb2.ModelRef(name=self.record.model_name, version=self.record.model_version)
-        images = [images_pb2.Image(encoded=p) for p in pictures]
-        vectors, _ = self.encoder.embed(ref, images, [f"items[{n}].image" for n in range(len(images))], self.settings.encoder_timeout_seconds)
-        return vectors
-
-    @staticmethod
-    def _fingerprint(source: Collection, item_id: str) -> bytes:
-        try:
-            return source.fingerprint_of(item_id)
-        except NotFound:  # deleted since it was read: the delete's own sync removes it again
-            return b""
+        if self._thread.is_alive():
+            self._thread.join(seconds)
 
     # --- the operation ---
 
@@ -142,7 +86,7 @@ class Reindex:
         record = self.record
         try:
             self._prepare()
-            self.writes.follow(record.source, self)
+            self.writes.follow(record.source, self.forward)
             first = True
             while True:
                 record.phase = "copying" if first else "catching up"
@@ -155,18 +99,18 @@ class Reindex:
         except _Stop:
             return
         except _Cancel:
-            self.writes.unfollow(record.source, self)
+            self.writes.unfollow(record.source, self.forward)
             record.state, record.phase = CANCELLED, "done"
             try:
                 self.store.delete(record.target)
             except LookalikeError:
                 pass
         except LookalikeError as error:
-            self.writes.unfollow(record.source, self)
+            self.writes.unfollow(record.source, self.forward)
             record.state, record.error_message, record.error_reason = FAILED, error.message, error.reason
         except Exception as error:  # a bug: the operation fails, the server goes on
             log.exception("reindex failed", extra={"fields": {"operation": record.id}})
-            self.writes.unfollow(record.source, self)
+            self.writes.unfollow(record.source, self.forward)
             record.state, record.error_message, record.error_reason = FAILED, f"an unexpected {type(error).__name__}", "INTERNAL"
         self._save()
 
@@ -193,9 +137,9 @@ class Reindex:
                 raise _Stop
             if self._cancelled.is_set():
                 raise _Cancel
-            changed += self.sync(ids[start : start + BATCH])
+            changed += self.forward.sync(ids[start : start + BATCH])
             record.items_copied = len(ids) if start + BATCH >= len(ids) else start + BATCH
-            record.items_without_source = len(self._without_source)
+            record.items_without_source = len(self.forward.without_source)
             ahead = changed / record.images_per_second - (time.monotonic() - began)
             if ahead > 0:  # bounded load on the encoder: its searches come first
                 self._stopping.wait(ahead)
@@ -203,8 +147,8 @@ class Reindex:
                 self._save()
                 last_save = time.monotonic()
         record.items_copied = len(ids)
-        record.items_without_source = len(self._without_source)
-        record.ids_without_source = sorted(self._without_source)[:SHOWN_WITHOUT_SOURCE]
+        record.items_without_source = len(self.forward.without_source)
+        record.ids_without_source = sorted(self.forward.without_source)[:SHOWN_WITHOUT_SOURCE]
         self._save()
         return changed
 
@@ -225,12 +169,16 @@ class Reindex:
         record.phase = "switching"
         self._save()
         with self._lock:  # no write is half-copied while the alias moves
-            alias = next((a for a in self.store.aliases() if a.name == record.switch_alias), None)
-            if alias is None or alias.collection != record.target:  # after a restart in this phase it may have switched already
+            self.writes.follow(record.target, self.backward)  # first: a write through the moved alias is never missed
+            try:
+                alias = next((a for a in self.store.aliases() if a.name == record.switch_alias), None)
                 if alias is None:
                     self.store.create_alias(record.switch_alias, record.target)
-                else:
+                elif alias.collection != record.target:  # after a restart in this phase it may have moved already
                     self.store.switch_alias(record.switch_alias, record.target, expected_collection=record.source)
+            except BaseException:
+                self.writes.unfollow(record.target, self.backward)
+                raise
         record.switched = True
 
     def _report(self) -> migration_report.MigrationReport:
@@ -286,10 +234,16 @@ class Reindexer:
         self._records: dict[str, OperationRecord] = {r.id: r for r in self.records.load_all()}
 
     def resume(self) -> None:
+        """Running operations go on; finished ones whose two collections both exist mirror again."""
+        names = {info.spec.name for info in self.store.list()}
         for record in self._records.values():
             if record.state == RUNNING:
                 log.info("resuming reindex", extra={"fields": {"operation": record.id, "source": record.source, "target": record.target}})
                 self._launch(record)
+            elif record.state == SUCCEEDED and {record.source, record.target} <= names:
+                run = Reindex(record, self.store, self.writes, self.records, self.encoder, self.settings)
+                self._runs[record.id] = run
+                run.follow()
 
     def start(self, record: OperationRecord, dimension: int) -> OperationRecord:
         """Creates the new collection (`dimension`: the new version's), records the operation and

@@ -154,8 +154,15 @@ def test_the_migration_report_equals_a_recomputation_and_the_rollback_is_one_cal
 
     switched = search.list_aliases()[0]
     assert (switched.collection, switched.previous_collection) == (done.target_collection, "small")
+    late = pictures(1, seed=42)[0]
+    search.upsert("live", [ItemToUpsert(id="after-switch", image=late)])  # lands in v2's collection...
+    search.delete("live", ["item-00001"])
     search.switch_alias("live", switched.previous_collection)  # the rollback
-    assert search.get_collection("live").name == "small" and len(search.search("live", image=items["item-00000"], k=1)) == 1
+    assert search.get_collection("live").name == "small"
+    [kept] = search.get("live", ["after-switch"]).items  # ...and is in v1's too, embedded by v1
+    assert np.allclose(kept.vector.values, embedded(encoder, [late], 1)[0], atol=1e-5)
+    assert list(search.get("live", ["item-00001"]).missing_ids) == ["item-00001"]
+    assert search.search("live", image=late, k=1)[0].id == "after-switch"
 
 
 def test_a_policy_that_fails_leaves_the_alias_and_the_refusals_name_their_field(two_versions, search, encoder):

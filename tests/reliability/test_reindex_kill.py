@@ -110,6 +110,14 @@ def test_kill_9_during_the_copy_resumes_after_a_restart(tmp_path, encoder_with_t
     finally:
         kill(child)
         client.close()
+    child, client = serve(tmp_path / "data", encoder_with_two_versions)  # the finished reindex's mirrors come back
+    try:
+        client.upsert("shop", [ItemToUpsert(id="after-restart", image=pictures(1, seed=9)[0])])
+        for collection in ("shop-v1", TARGET):
+            assert [item.id for item in client.get(collection, ["after-restart"]).items] == ["after-restart"], collection
+    finally:
+        kill(child)
+        client.close()
 
 
 @pytest.mark.parametrize("when", ["before", "after"])
