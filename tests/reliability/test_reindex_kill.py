@@ -4,12 +4,14 @@ nothing acknowledged is lost."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -48,7 +50,9 @@ def encoder_with_two_versions(model_repository, encoder_address):
     return encoder_address
 
 
-def serve(data_dir: Path, encoder_address: str, kill_at_switch: str = "") -> tuple[subprocess.Popen, SearchClient]:
+@contextlib.contextmanager
+def search_process(data_dir: Path, encoder_address: str, kill_at_switch: str = "") -> Iterator[tuple[subprocess.Popen, SearchClient]]:
+    """`lookalike serve-search` in a child process (killed with SIGKILL at the end, if alive) and a client."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -56,8 +60,13 @@ def serve(data_dir: Path, encoder_address: str, kill_at_switch: str = "") -> tup
     command = [sys.executable, "-c", KILLING_AT_SWITCH, *flags] if kill_at_switch else [sys.executable, "-m", "lookalike_cli.main", *flags]
     child = subprocess.Popen(command, cwd=ROOT, env={**os.environ, "KILL_AT_SWITCH": kill_at_switch}, stdout=subprocess.DEVNULL)
     client = SearchClient(f"127.0.0.1:{port}", timeout=30)
-    client.wait_until_serving(60)
-    return child, client
+    try:
+        client.wait_until_serving(60)
+        yield child, client
+    finally:
+        client.close()
+        if child.poll() is None:
+            kill(child)
 
 
 def kill(child: subprocess.Popen) -> None:
@@ -87,8 +96,8 @@ def assert_complete(client: SearchClient, operation: str, acknowledged: set[str]
 
 
 def test_kill_9_during_the_copy_resumes_after_a_restart(tmp_path, encoder_with_two_versions):
-    child, client = serve(tmp_path / "data", encoder_with_two_versions)
-    try:
+    data = tmp_path / "data"
+    with search_process(data, encoder_with_two_versions) as (child, client):
         acknowledged = set(catalogue(client))
         operation = client.start_reindex("shop", "tiny", 2, switch_alias="shop", max_images_per_second=400).name
         deadline = time.monotonic() + 60
@@ -99,41 +108,21 @@ def test_kill_9_during_the_copy_resumes_after_a_restart(tmp_path, encoder_with_t
         client.upsert("shop", [ItemToUpsert(id=i, image=p) for i, p in late.items()])  # acknowledged mid-copy
         acknowledged |= set(late)
         kill(child)
-    finally:
-        if child.poll() is None:
-            kill(child)
-        client.close()
-    child, client = serve(tmp_path / "data", encoder_with_two_versions)
-    try:
+    with search_process(data, encoder_with_two_versions) as (child, client):
         assert client.get_operation(operation).state in (search_pb2.Operation.STATE_RUNNING, search_pb2.Operation.STATE_SUCCEEDED)
         assert_complete(client, operation, acknowledged)
-    finally:
-        kill(child)
-        client.close()
-    child, client = serve(tmp_path / "data", encoder_with_two_versions)  # the finished reindex's mirrors come back
-    try:
+    with search_process(data, encoder_with_two_versions) as (child, client):  # the finished reindex's mirrors come back
         client.upsert("shop", [ItemToUpsert(id="after-restart", image=pictures(1, seed=9)[0])])
         for collection in ("shop-v1", TARGET):
             assert [item.id for item in client.get(collection, ["after-restart"]).items] == ["after-restart"], collection
-    finally:
-        kill(child)
-        client.close()
 
 
 @pytest.mark.parametrize("when", ["before", "after"])
 def test_kill_9_at_the_alias_switch_leaves_one_complete_collection(tmp_path, encoder_with_two_versions, when):
-    child, client = serve(tmp_path / "data", encoder_with_two_versions, kill_at_switch=when)
-    try:
+    data = tmp_path / "data"
+    with search_process(data, encoder_with_two_versions, kill_at_switch=when) as (child, client):
         acknowledged = set(catalogue(client))
         operation = client.start_reindex("shop", "tiny", 2, switch_alias="shop", max_images_per_second=20_000, report_sample=50).name
         assert child.wait(120) == -signal.SIGKILL, "the server was to die at the switch"
-    finally:
-        if child.poll() is None:
-            kill(child)
-        client.close()
-    child, client = serve(tmp_path / "data", encoder_with_two_versions)
-    try:
+    with search_process(data, encoder_with_two_versions) as (child, client):
         assert_complete(client, operation, acknowledged)
-    finally:
-        kill(child)
-        client.close()
