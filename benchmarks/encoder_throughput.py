@@ -31,6 +31,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -129,14 +130,13 @@ def jpeg(image: Image.Image) -> bytes:
 
 
 @contextlib.contextmanager
-def encoder_process(repository: Path, *flags: str):
-    """`lookalike serve-encoder` in a child process on a free port: a client of it, and its pid."""
+def child_encoder(command: Callable[[int], list[str]]):
+    """The encoder server `command(port)` starts, in a child process on a free port: a client of
+    it, and its pid. Stopped with SIGTERM at the end."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    command = [sys.executable, "-m", "lookalike_cli.main", "serve-encoder", "--port", str(port), "--refresh-seconds", "0",
-               "--model-repository", str(repository), "--log-level", "WARNING", *flags]
-    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    child = subprocess.Popen(command(port), stdout=subprocess.DEVNULL, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
         with EncoderClient(f"127.0.0.1:{port}") as client:
             client.wait_until_serving(60)
@@ -144,6 +144,14 @@ def encoder_process(repository: Path, *flags: str):
     finally:
         child.send_signal(signal.SIGTERM)
         child.wait(30)
+
+
+def encoder_process(repository: Path, *flags: str):
+    """`lookalike serve-encoder` in a child process (child_encoder)."""
+    return child_encoder(
+        lambda port: [sys.executable, "-m", "lookalike_cli.main", "serve-encoder", "--port", str(port), "--refresh-seconds", "0",
+                      "--model-repository", str(repository), "--log-level", "WARNING", *flags]
+    )
 
 
 def main() -> None:

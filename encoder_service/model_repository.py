@@ -6,9 +6,12 @@ keeps the model it resolved and no request ever sees a half-loaded version.
 Each loaded version is served through its own queue (`ModelQueue`, dynamic
 batching); a dropped version's queue runs what it holds, then stops.
 
-Which versions: all those on disk, or the newest `keep_versions` of each model
-(the version policy), less those an operator unloaded (`unload`, the UnloadModel
-RPC) until they are loaded again (`load`). A version is warmed up (one run at
+Which versions (the version policy): for a model named in `serve_versions`,
+exactly the versions listed there; for the others all those on disk, or the
+newest `keep_versions`; less those an operator unloaded (`unload`, the
+UnloadModel RPC) until they are loaded again (`load`). A listed version that is
+not on disk is reported with the failures (ListModels), not waited for: the
+model's other listed versions serve meanwhile. A version is warmed up (one run at
 the largest batch, so ONNX Runtime allocates its buffers) before it is
 published. A version that fails to load is recorded with why (`failures`, shown
 by ListModels) and retried when its encoder file changes; the versions already
@@ -42,20 +45,24 @@ class ModelRepository:
         intra_op_threads: int = 0,
         default_model: str = "",
         keep_versions: int = 0,
+        serve_versions: dict[str, list[int]] | None = None,
         warm_up_batch: int = 1,
     ) -> None:
         """`queue_for` puts a loaded model behind its queue (the service's batching settings);
-        `keep_versions` 0 serves every version, N the newest N of each model."""
+        `keep_versions` 0 serves every version, N the newest N of each model; `serve_versions`
+        lists the versions to serve of the models it names."""
         self.root = root
         self.providers = providers
         self.queue_for = queue_for
         self.intra_op_threads = intra_op_threads
         self.default_model = default_model
         self.keep_versions = keep_versions
+        self.serve_versions = {name: set(versions) for name, versions in (serve_versions or {}).items()}
         self.warm_up_batch = warm_up_batch
         self._models: dict[tuple[str, int], ModelQueue] = {}
         # version -> (mtime of its encoder when loading failed, why, without server paths)
         self._broken: dict[tuple[str, int], tuple[float, str]] = {}
+        self._missing: set[tuple[str, int]] = set()  # listed in serve_versions, not on disk at the last scan
         self._unloaded: set[tuple[str, int]] = set()
         self._loaded_by_hand: set[tuple[str, int]] = set()  # kept whatever the policy says
         self._refresh_lock = threading.Lock()
@@ -64,6 +71,8 @@ class ModelRepository:
         """Rescans the folder; returns True when the set of loaded versions changed."""
         with self._refresh_lock:
             on_disk = set(model_format.scan_repository(self.root))
+            listed = {(name, version) for name, versions in self.serve_versions.items() for version in versions}
+            self._missing = listed - on_disk
             found = (self._by_policy(on_disk) | (self._loaded_by_hand & on_disk)) - self._unloaded
             current = self._models
             table = {key: model for key, model in current.items() if key in found}
@@ -116,9 +125,12 @@ class ModelRepository:
             return gone
 
     def failures(self) -> dict[tuple[str, int], str]:
-        """The versions that failed to load and are not served, with why."""
+        """The versions that failed to load and are not served, and the listed ones missing, with why."""
         models = self._models
-        return {key: why for key, (_, why) in sorted(self._broken.items()) if key not in models}
+        failed = {key: why for key, (_, why) in self._broken.items() if key not in models}
+        for key in self._missing - models.keys():
+            failed[key] = f"version {key[1]} of {key[0]} is in the version policy (serve_versions) but not in the repository"
+        return dict(sorted(failed.items()))
 
     def _load(self, key: tuple[str, int], mtime: float) -> ModelQueue:
         """The version loaded and warmed up, behind its queue; FailedPrecondition (recorded) when it fails."""
@@ -146,12 +158,16 @@ class ModelRepository:
         return table.keys() != current.keys()
 
     def _by_policy(self, found) -> set[tuple[str, int]]:
-        if not self.keep_versions:
-            return set(found)
         versions: dict[str, list[int]] = {}
         for name, version in found:
             versions.setdefault(name, []).append(version)
-        return {(name, v) for name, vs in versions.items() for v in sorted(vs)[-self.keep_versions :]}
+        chosen = set()
+        for name, on_disk in versions.items():
+            if name in self.serve_versions:
+                chosen.update((name, v) for v in on_disk if v in self.serve_versions[name])
+            else:  # keep_versions 0 keeps them all: [-0:] is the whole list
+                chosen.update((name, v) for v in sorted(on_disk)[-self.keep_versions :])
+        return chosen
 
     def _encoder_mtime(self, key: tuple[str, int]) -> float:
         return (model_format.version_dir(self.root, *key) / model_format.ENCODER_FILE).stat().st_mtime

@@ -66,16 +66,10 @@ def serve(settings: EncoderSettings) -> None:
     decoders.shutdown()
 
 
-def _build(settings: EncoderSettings):
-    # First, so settings that would expose the server are refused before any model loads.
-    server, in_flight = grpc_server.new_server(
-        settings,
-        PERMISSIONS,
-        max_workers=settings.max_workers,
-        max_message_bytes=settings.max_message_bytes,
-        max_concurrent_rpcs=settings.max_concurrent_rpcs,
-        max_inflight_bytes=settings.max_inflight_bytes,
-    )
+def load_models(settings: EncoderSettings) -> tuple[ModelRepository, DecodePool]:
+    """What serves Embed whatever gRPC server carries it: the models loaded behind their queues,
+    and the decode pool, with threads that fit the cores (benchmarks/encoder_asyncio.py runs them
+    under grpc.aio too)."""
     providers = providers_for(settings.device)
     threads = ThreadPlan.choose(settings.intra_op_threads, settings.decode_threads, gpu=providers[0] != CPU)
     log.info("threads", extra={"fields": dataclasses.asdict(threads)})
@@ -96,10 +90,24 @@ def _build(settings: EncoderSettings):
         intra_op_threads=threads.intra_op_threads,
         default_model=settings.default_model,
         keep_versions=settings.keep_versions,
+        serve_versions=settings.serve_versions,
         warm_up_batch=settings.max_model_batch,
     )
     repository.refresh()
-    decoders = DecodePool(threads.decode_threads, settings.max_image_pixels)
+    return repository, DecodePool(threads.decode_threads, settings.max_image_pixels)
+
+
+def _build(settings: EncoderSettings):
+    # First, so settings that would expose the server are refused before any model loads.
+    server, in_flight = grpc_server.new_server(
+        settings,
+        PERMISSIONS,
+        max_workers=settings.max_workers,
+        max_message_bytes=settings.max_message_bytes,
+        max_concurrent_rpcs=settings.max_concurrent_rpcs,
+        max_inflight_bytes=settings.max_inflight_bytes,
+    )
+    repository, decoders = load_models(settings)
     encoder_pb2_grpc.add_EncoderServicer_to_server(EncoderServicer(repository, settings, decoders), server)
     health = grpc_server.add_health_and_reflection(server, SERVICE_NAMES, reflection_on=settings.reflection)
     grpc_server.set_serving(health, SERVICE_NAMES, bool(repository.all()))

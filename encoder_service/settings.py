@@ -3,9 +3,10 @@
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from lookalike import model_format
 from server_toolkit.security import SecuritySettings
 
 
@@ -20,6 +21,11 @@ class EncoderSettings(SecuritySettings):  # host, TLS, tokens, reflection: docs/
     default_model: str = Field("", description="model used when a request names none; empty: the first name in the repository")
     keep_versions: int = Field(
         0, ge=0, description="version policy: serve the newest N versions of each model; 0: all (LoadModel/UnloadModel override it per version)"
+    )
+    serve_versions: dict[str, list[int]] = Field(
+        {},
+        description='version policy as a list, per model: {"digits": [1, 3]} serves exactly those versions of digits '
+        "(keep_versions applies to the models not named); a listed version missing from the repository is shown as failed by ListModels",
     )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto uses CUDA only when its libraries load")
     # Threads and batching: encoder_service/thread_plan.py and docs/operations.md say how they are chosen.
@@ -58,6 +64,18 @@ class EncoderSettings(SecuritySettings):  # host, TLS, tokens, reflection: docs/
         10.0, description="time in-flight calls get to finish on shutdown; the process ends at most 2 s after it"
     )
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR")
+
+    @field_validator("serve_versions")
+    @classmethod
+    def _versions_that_can_exist(cls, policy: dict[str, list[int]]) -> dict[str, list[int]]:
+        """A name or version the repository cannot hold would be listed as missing forever: refused at start."""
+        for name, versions in policy.items():
+            model_format.check_model_name(name)
+            if not versions:
+                raise ValueError(f"serve_versions lists no version of {name!r}; leave the model out to serve it by keep_versions")
+            for version in versions:
+                model_format.check_version(version)
+        return {name: sorted(set(versions)) for name, versions in policy.items()}
 
     @model_validator(mode="after")
     def _limits_fit_the_largest_request(self):

@@ -8,21 +8,25 @@ folder starting with '.' is never a model or a version: the exporter builds each
 `.tmp-<version>-<random>/` beside the published ones and renames it into place when complete.
 A version is a positive integer written without leading zeros ("01" is not version 1, so two
 folders can never claim one version). Both ONNX files carry the same `metadata_props`, a
-`ModelCard` (see `ModelCard.to_metadata`). Torch-, onnx- and onnxruntime-free: the exporter,
-the encoder service and the tests all import it. See docs/model-repository.md.
+`ModelCard` (see `ModelCard.to_metadata`). An encoder made elsewhere (any ONNX image encoder with
+NCHW float input) carries instead the few flat keys of `FOREIGN_KEYS`, which say how to feed it
+and what it gives (`ModelCard.from_foreign_metadata`); `read_card` takes either. Torch-, onnx- and
+onnxruntime-free: the exporter, the encoder service and the tests all import it. See
+docs/model-repository.md.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 import secrets
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from lookalike.preprocessing import Preprocessing
+from lookalike.preprocessing import RESIZE_MODES, Preprocessing
 from lookalike.v1 import images_pb2
 
 ENCODER_FILE = "encoder.onnx"
@@ -35,6 +39,25 @@ MAX_VERSION = 2**31 - 1  # ModelRef.version is an int32: a higher version could 
 
 PREPROCESSING_KEY = "lookalike.preprocessing"  # Preprocessing.to_json()
 MODEL_KEY = "lookalike.model"  # JSON of the ModelCard's other fields
+
+# An encoder not made by `lookalike export`: flat keys, each one plain value, so any tool that edits
+# ONNX metadata_props (onnx.helper.set_model_props, a few lines of Python) can describe a model.
+CHANNELS_KEY = "lookalike.channels"  # 1 (grayscale) or 3 (RGB)
+HEIGHT_KEY = "lookalike.height"  # model input height, pixels
+WIDTH_KEY = "lookalike.width"  # model input width, pixels
+MEAN_KEY = "lookalike.mean"  # "0.485,0.456,0.406": subtracted per channel from pixels scaled to 0..1
+STD_KEY = "lookalike.std"  # "0.229,0.224,0.225": divides per channel after the mean
+EMBEDDING_DIM_KEY = "lookalike.embedding_dim"  # length of the vectors the output gives
+FOREIGN_KEYS = (CHANNELS_KEY, HEIGHT_KEY, WIDTH_KEY, MEAN_KEY, STD_KEY, EMBEDDING_DIM_KEY)
+# Optional, with their defaults: how search compares the vectors, how pictures of another shape
+# fit the input, the fill behind transparency and padding, which output is the embedding (needed
+# only when the graph has several), and the name ModelInfo shows.
+METRIC_KEY, RESIZE_KEY, BACKGROUND_KEY = "lookalike.metric", "lookalike.resize", "lookalike.background"
+OUTPUT_KEY, ARCHITECTURE_KEY = "lookalike.output", "lookalike.architecture"
+FOREIGN_ARCHITECTURE = "onnx"  # ModelInfo.architecture of a foreign encoder that names none
+# Larger than any image encoder's input: such a value is a typo ("224224"), and a warm-up batch of
+# 64 at 4096 x 4096 x 3 is already 12 GB of float32.
+MAX_INPUT_SIDE = 4096
 
 METRICS = ("cosine", "dot_product", "squared_l2")
 METRIC_ENUM = {
@@ -109,7 +132,7 @@ class ModelCard:
 
     name: str  # the folder's: a copied or renamed folder serves under its new address
     version: int
-    architecture: str  # a key of training.models.ARCHITECTURES
+    architecture: str  # a key of training.models.ARCHITECTURES; a foreign encoder's own name, or "onnx"
     config: dict[str, Any]  # the architecture's config dataclass, as a dict
     embedding_dim: int  # length of the vectors the encoder gives
     metric: str  # one of METRICS: how search should compare the vectors
@@ -117,7 +140,8 @@ class ModelCard:
     data_hash: str  # sha256 of the preprocessed training data
     trained_at: str  # ISO 8601, UTC
     metrics: dict[str, float]  # e.g. {"test_mse": 0.01}
-    parity_max_abs_error: float  # ONNX Runtime against PyTorch at export
+    parity_max_abs_error: float | None  # ONNX Runtime against PyTorch at export; None: not measured (foreign)
+    output: str = ""  # the graph output that holds the embeddings; "": the graph's only output
 
     def __post_init__(self) -> None:
         check_model_name(self.name)
@@ -151,9 +175,82 @@ class ModelCard:
             raise ValueError(f"metadata {MODEL_KEY!r} is not JSON: {error}") from None
         if not isinstance(fields, dict):
             raise ValueError(f"metadata {MODEL_KEY!r} must be a JSON object")
+        optional = {f.name for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}
         wanted = {f.name for f in dataclasses.fields(cls)} - {"name", "version", "preprocessing"}
-        missing = sorted(wanted - fields.keys())
+        missing = sorted(wanted - optional - fields.keys())
         if missing:
             raise ValueError(f"metadata {MODEL_KEY!r} lacks {missing}")
-        known = {key: fields[key] for key in wanted}
+        known = {key: fields[key] for key in wanted & fields.keys()}
         return cls(name=name, version=version, preprocessing=preprocessing, **known)
+
+    @classmethod
+    def from_foreign_metadata(cls, props: Mapping[str, str], name: str, version: int) -> ModelCard:
+        """The card of an encoder made elsewhere, from the `FOREIGN_KEYS` (and the optional keys);
+        ValueError naming the key that is missing or wrong."""
+        missing = [key for key in FOREIGN_KEYS if key not in props]
+        if missing:
+            raise ValueError(
+                f"metadata lacks {missing}: an ONNX encoder not made by `lookalike export` must name its input size, "
+                "channels, normalisation and embedding size (docs/model-repository.md)"
+            )
+        if props[CHANNELS_KEY].strip() not in ("1", "3"):
+            raise ValueError(f"metadata {CHANNELS_KEY!r} must be 1 (grayscale) or 3 (RGB), got {props[CHANNELS_KEY]!r}")
+        channels = int(props[CHANNELS_KEY])
+        metric = props.get(METRIC_KEY, "cosine")
+        if metric not in METRICS:
+            raise ValueError(f"metadata {METRIC_KEY!r} must be one of {', '.join(METRICS)}, got {metric!r}")
+        resize = props.get(RESIZE_KEY, "stretch")
+        if resize not in RESIZE_MODES:
+            raise ValueError(f"metadata {RESIZE_KEY!r} must be one of {', '.join(RESIZE_MODES)}, got {resize!r}")
+        spec = {
+            "channels": channels,
+            "height": _integer(props, HEIGHT_KEY, 1, MAX_INPUT_SIDE),
+            "width": _integer(props, WIDTH_KEY, 1, MAX_INPUT_SIDE),
+            "mean": _per_channel(props, MEAN_KEY, channels, positive=False),
+            "std": _per_channel(props, STD_KEY, channels, positive=True),
+            "resize": resize,
+        }
+        if BACKGROUND_KEY in props:
+            spec["background"] = _integer(props, BACKGROUND_KEY, 0, 255)
+        return cls(
+            name=name,
+            version=version,
+            architecture=props.get(ARCHITECTURE_KEY) or FOREIGN_ARCHITECTURE,
+            config={},
+            embedding_dim=_integer(props, EMBEDDING_DIM_KEY, 1, 2**31 - 1),
+            metric=metric,
+            preprocessing=Preprocessing(**spec),  # every field checked above, so its asserts cannot fire
+            data_hash="",
+            trained_at="",
+            metrics={},
+            parity_max_abs_error=None,
+            output=props.get(OUTPUT_KEY, ""),
+        )
+
+
+def read_card(props: Mapping[str, str], name: str, version: int) -> ModelCard:
+    """The card of an encoder's `metadata_props`: our export's when it carries one (either of its
+    keys), else a foreign encoder's. ValueError naming what is missing or wrong."""
+    if MODEL_KEY in props or PREPROCESSING_KEY in props:
+        return ModelCard.from_metadata(props, name, version)
+    return ModelCard.from_foreign_metadata(props, name, version)
+
+
+def _integer(props: Mapping[str, str], key: str, low: int, high: int) -> int:
+    text = props[key].strip()
+    if not re.fullmatch(r"[0-9]{1,10}", text, re.ASCII) or not low <= int(text) <= high:
+        raise ValueError(f"metadata {key!r} must be an integer from {low} to {high}, got {props[key]!r}")
+    return int(text)
+
+
+def _per_channel(props: Mapping[str, str], key: str, channels: int, *, positive: bool) -> tuple[float, ...]:
+    """Comma-separated numbers, one for every channel or one for all."""
+    try:
+        values = tuple(float(part) for part in props[key].split(","))
+    except ValueError:
+        values = ()
+    counts = "1" if channels == 1 else f"1 or {channels}"
+    if len(values) not in (1, channels) or not all(map(math.isfinite, values)) or (positive and min(values) <= 0):
+        kind = "positive numbers" if positive else "numbers"
+        raise ValueError(f"metadata {key!r} must be {counts} comma-separated {kind} (one per channel), got {props[key]!r}")
+    return values

@@ -17,7 +17,7 @@ from lookalike.errors import FailedPrecondition, InvalidArgument, NotFound, Reso
 from lookalike.preprocessing import Preprocessing, preprocess
 from lookalike.v1 import encoder_pb2, encoder_pb2_grpc, images_pb2
 from tests.conftest import png_bytes
-from tests.onnx_factory import write_linear_model
+from tests.onnx_factory import write_foreign_model, write_linear_model
 
 
 def test_embed_matches_onnx_runtime_on_the_shared_preprocessing(encoder, model_repository, digit_pngs):
@@ -179,3 +179,32 @@ def test_a_new_version_is_picked_up_while_requests_keep_succeeding(encoder, mode
         versions.add(encoder.embed(digit_pngs[:2])[1].version)  # every call must succeed meanwhile
     assert 2 in versions
     assert encoder.embed(digit_pngs[:1], version=1)[1].version == 1  # the old version stays addressable
+
+
+def test_a_foreign_encoder_is_served_from_its_flat_metadata(tmp_path):
+    """An ONNX encoder from elsewhere (input `pixel_values`, two outputs, ImageNet normalisation, no
+    decoder) gives what numpy computes from the pixels: the metadata reached the preprocessing."""
+    repository = tmp_path / "models"
+    weights = write_foreign_model(repository)
+    server, port = create_server(EncoderSettings(host="127.0.0.1", port=0, model_repository=repository, refresh_seconds=0))
+    server.start()
+    try:
+        with EncoderClient(f"127.0.0.1:{port}", timeout=10) as client:
+            client.wait_until_serving(10)
+            info = client.get_model()
+            assert (info.channels, info.height, info.width, info.embedding_dim) == (3, 32, 32, 16)
+            assert (info.architecture, info.has_decoder, info.metric) == ("onnx", False, images_pb2.METRIC_COSINE)
+
+            pixels = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)  # the input size: no resize
+            odd_size = png_bytes(np.random.default_rng(1).integers(0, 256, (50, 40, 3), dtype=np.uint8))
+            embeddings, model = client.embed([png_bytes(pixels), odd_size])
+            assert (model.name, model.version) == ("foreign", 1)
+
+            mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+            normalised = (pixels / 255.0 - mean) / std  # (H, W, 3)
+            np.testing.assert_allclose(embeddings[0], normalised.mean(axis=(0, 1)) @ weights, rtol=1e-4, atol=1e-5)
+            # Another size goes through the one preprocessing, with the spec the metadata made.
+            resized = preprocess(odd_size, Preprocessing.from_json(info.preprocessing_json))  # (3, 32, 32)
+            np.testing.assert_allclose(embeddings[1], resized.mean(axis=(1, 2)) @ weights, rtol=1e-4, atol=1e-5)
+    finally:
+        server.stop(None)

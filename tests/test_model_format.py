@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -108,3 +109,76 @@ def test_every_metric_has_a_proto_value_and_back():
     assert set(model_format.METRIC_ENUM) == set(model_format.METRICS)
     assert {model_format.METRIC_NAME[model_format.METRIC_ENUM[m]] for m in model_format.METRICS} == set(model_format.METRICS)
     assert images_pb2.METRIC_UNSPECIFIED not in model_format.METRIC_NAME
+
+
+# A foreign encoder's flat metadata (docs/model-repository.md), every optional key set too.
+FOREIGN = {
+    model_format.CHANNELS_KEY: "1",
+    model_format.HEIGHT_KEY: "64",
+    model_format.WIDTH_KEY: "48",
+    model_format.MEAN_KEY: "0.5",
+    model_format.STD_KEY: "0.25",
+    model_format.EMBEDDING_DIM_KEY: "128",
+    model_format.METRIC_KEY: "dot_product",
+    model_format.RESIZE_KEY: "pad",
+    model_format.BACKGROUND_KEY: "255",
+    model_format.OUTPUT_KEY: "pooler_output",
+    model_format.ARCHITECTURE_KEY: "resnet18",
+}
+
+
+def test_a_foreign_encoder_is_described_by_flat_metadata():
+    card = model_format.read_card(FOREIGN, "resnet", 2)
+    assert card.preprocessing == Preprocessing(height=64, width=48, channels=1, mean=(0.5,), std=(0.25,), resize="pad", background=255)
+    assert (card.name, card.version, card.embedding_dim, card.metric) == ("resnet", 2, 128, "dot_product")
+    assert (card.architecture, card.output, card.parity_max_abs_error) == ("resnet18", "pooler_output", None)
+    bare = model_format.read_card({key: FOREIGN[key] for key in model_format.FOREIGN_KEYS}, "resnet", 2)
+    assert (bare.metric, bare.architecture, bare.output, bare.preprocessing.resize) == ("cosine", "onnx", "", "stretch")
+    assert bare.preprocessing.background == 0  # grayscale: black, as for our models
+    assert model_format.read_card(CARD.to_metadata(), "digits", 3) == CARD  # our own card wins when present
+
+
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        (model_format.STD_KEY, None, r"metadata lacks \['lookalike.std'\]: an ONNX encoder not made by `lookalike export`"),
+        (model_format.CHANNELS_KEY, "2", "'lookalike.channels' must be 1 .grayscale. or 3"),
+        (model_format.HEIGHT_KEY, "0", "'lookalike.height' must be an integer from 1 to 4096, got '0'"),
+        (model_format.WIDTH_KEY, "224224", "'lookalike.width' must be an integer from 1 to 4096"),
+        (model_format.WIDTH_KEY, "3.5", "'lookalike.width' must be an integer"),
+        (model_format.MEAN_KEY, "0.5,0.5", "'lookalike.mean' must be 1 comma-separated numbers"),
+        (model_format.MEAN_KEY, "nan", "'lookalike.mean' must be"),
+        (model_format.STD_KEY, "0", "'lookalike.std' must be 1 comma-separated positive numbers"),
+        (model_format.EMBEDDING_DIM_KEY, "-1", "'lookalike.embedding_dim' must be an integer"),
+        (model_format.METRIC_KEY, "hamming", "'lookalike.metric' must be one of cosine"),
+        (model_format.RESIZE_KEY, "crop", "'lookalike.resize' must be one of stretch, pad"),
+        (model_format.BACKGROUND_KEY, "256", "'lookalike.background' must be an integer from 0 to 255"),
+    ],
+)
+def test_foreign_metadata_that_is_missing_or_wrong_is_refused_by_its_key(key, value, message):
+    props = dict(FOREIGN)
+    if value is None:
+        del props[key]
+    else:
+        props[key] = value
+    with pytest.raises(ValueError, match=message):
+        model_format.read_card(props, "resnet", 2)
+
+
+def test_three_channels_take_one_or_three_values():
+    props = {**FOREIGN, model_format.CHANNELS_KEY: "3", model_format.MEAN_KEY: "0.485, 0.456, 0.406", model_format.STD_KEY: "0.2"}
+    assert model_format.read_card(props, "resnet", 2).preprocessing.mean == (0.485, 0.456, 0.406)
+    with pytest.raises(ValueError, match="'lookalike.mean' must be 1 or 3 comma-separated numbers"):
+        model_format.read_card({**props, model_format.MEAN_KEY: "0.1,0.2"}, "resnet", 2)
+
+
+def test_a_card_written_before_the_output_field_still_reads():
+    props = CARD.to_metadata()
+    _edit_model(props, lambda info: info.pop("output"))
+    assert ModelCard.from_metadata(props, "digits", 3) == CARD
+
+
+def test_every_foreign_key_read_is_documented():
+    documented = (Path(__file__).parents[1] / "docs" / "model-repository.md").read_text()
+    optional = (model_format.METRIC_KEY, model_format.RESIZE_KEY, model_format.BACKGROUND_KEY, model_format.OUTPUT_KEY, model_format.ARCHITECTURE_KEY)
+    assert [key for key in (*model_format.FOREIGN_KEYS, *optional) if f"| `{key}` |" not in documented] == []
