@@ -16,6 +16,10 @@ the largest batch, so ONNX Runtime allocates its buffers) before it is
 published. A version that fails to load is recorded with why (`failures`, shown
 by ListModels) and retried when its encoder file changes; the versions already
 served go on, so a broken new version leaves the previous one serving.
+
+Above the policy: a version that collections use (`ModelUse`, the ReportModelUse
+RPC) is served while they use it, whatever the policy says, and `unload` refuses
+it (MODEL_IN_USE): unloading it would break those collections' searches by image.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from encoder_service.batching import ModelQueue
+from encoder_service.model_use import ModelUse
 from encoder_service.onnx_model import OnnxModel
 from lookalike import model_format
 from lookalike.errors import FailedPrecondition, NotFound, Reason, Unavailable
@@ -47,6 +52,7 @@ class ModelRepository:
         keep_versions: int = 0,
         serve_versions: dict[str, list[int]] | None = None,
         warm_up_batch: int = 1,
+        model_use: ModelUse | None = None,
     ) -> None:
         """`queue_for` puts a loaded model behind its queue (the service's batching settings);
         `keep_versions` 0 serves every version, N the newest N of each model; `serve_versions`
@@ -59,6 +65,7 @@ class ModelRepository:
         self.keep_versions = keep_versions
         self.serve_versions = {name: set(versions) for name, versions in (serve_versions or {}).items()}
         self.warm_up_batch = warm_up_batch
+        self.model_use = model_use or ModelUse()
         self._models: dict[tuple[str, int], ModelQueue] = {}
         # version -> (mtime of its encoder when loading failed, why, without server paths)
         self._broken: dict[tuple[str, int], tuple[float, str]] = {}
@@ -73,7 +80,8 @@ class ModelRepository:
             on_disk = set(model_format.scan_repository(self.root))
             listed = {(name, version) for name, versions in self.serve_versions.items() for version in versions}
             self._missing = listed - on_disk
-            found = (self._by_policy(on_disk) | (self._loaded_by_hand & on_disk)) - self._unloaded
+            in_use = self.model_use.in_use().keys() & on_disk
+            found = ((self._by_policy(on_disk) | (self._loaded_by_hand & on_disk)) - self._unloaded) | in_use
             current = self._models
             table = {key: model for key, model in current.items() if key in found}
             for key in sorted(found - current.keys()):
@@ -118,6 +126,15 @@ class ModelRepository:
                     field="model",
                     metadata={"model": name, "version": version},
                 )
+            in_use = self.model_use.in_use()
+            for key in gone:
+                if key in in_use:
+                    raise FailedPrecondition(
+                        f"model {key[0]} v{key[1]} is used by {', '.join(in_use[key])}: their searches by image need it",
+                        reason=Reason.MODEL_IN_USE,
+                        field="model",
+                        metadata={"model": key[0], "version": key[1], "used_by": ",".join(in_use[key])},
+                    )
             self._unloaded.update(gone)
             self._loaded_by_hand.difference_update(gone)
             self._publish({key: queue for key, queue in self._models.items() if key not in gone})

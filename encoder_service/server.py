@@ -25,7 +25,11 @@ SERVICE = encoder_pb2.DESCRIPTOR.services_by_name["Encoder"]
 SERVICE_NAMES = [SERVICE.full_name]
 # What a token must grant for each method (docs/security.md): reading, or changing what is served.
 PERMISSIONS = auth.method_permissions(
-    SERVICE, read=["Embed", "EmbedStream", "Reconstruct", "GetModel", "ListModels"], admin=["LoadModel", "UnloadModel"]
+    SERVICE,
+    # ReportModelUse is read: the search service calls the encoder with a read token, and a report
+    # can only keep versions served, for its ttl (at most an hour).
+    read=["Embed", "EmbedStream", "Reconstruct", "GetModel", "ListModels", "ReportModelUse"],
+    admin=["LoadModel", "UnloadModel"],
 )
 
 

@@ -34,6 +34,7 @@ from encoder_service import inputs
 from encoder_service.batching import ModelQueue
 from encoder_service.decoding import DecodePool, Decoding
 from encoder_service.model_repository import ModelRepository
+from encoder_service.model_use import DEFAULT_TTL_SECONDS, requested_uses
 from encoder_service.onnx_model import OnnxModel
 from encoder_service.settings import EncoderSettings
 from encoder_service.streaming import in_order
@@ -112,7 +113,7 @@ class EncoderServicer(encoder_pb2_grpc.EncoderServicer):
         )
 
     def GetModel(self, request: encoder_pb2.GetModelRequest, context) -> encoder_pb2.ModelInfo:
-        return model_info(self._resolve(request.model).model)
+        return model_info(self._resolve(request.model).model, self.repository.model_use.in_use())
 
     def ListModels(self, request, context) -> encoder_pb2.ListModelsResponse:
         failed = [
@@ -121,16 +122,31 @@ class EncoderServicer(encoder_pb2_grpc.EncoderServicer):
             )
             for (name, version), why in self.repository.failures().items()
         ]
-        models = sorted([*map(model_info, self.repository.all()), *failed], key=lambda info: (info.model.name, info.model.version))
+        in_use = self.repository.model_use.in_use()
+        served = [model_info(model, in_use) for model in self.repository.all()]
+        for info in failed:
+            info.used_by.extend(in_use.get((info.model.name, info.model.version), []))
+        models = sorted([*served, *failed], key=lambda info: (info.model.name, info.model.version))
         return encoder_pb2.ListModelsResponse(models=models)
 
     def LoadModel(self, request: encoder_pb2.LoadModelRequest, context) -> encoder_pb2.LoadModelResponse:
         name = _required_name(request.model)
-        return encoder_pb2.LoadModelResponse(model=model_info(self.repository.load(name, request.model.version).model))
+        loaded = self.repository.load(name, request.model.version).model
+        return encoder_pb2.LoadModelResponse(model=model_info(loaded, self.repository.model_use.in_use()))
 
     def UnloadModel(self, request: encoder_pb2.UnloadModelRequest, context) -> encoder_pb2.UnloadModelResponse:
         gone = self.repository.unload(_required_name(request.model), request.model.version)
         return encoder_pb2.UnloadModelResponse(unloaded=[images_pb2.ModelRef(name=name, version=version) for name, version in gone])
+
+    def ReportModelUse(self, request: encoder_pb2.ReportModelUseRequest, context) -> encoder_pb2.ReportModelUseResponse:
+        uses = requested_uses(request)
+        self.repository.model_use.report(request.user, uses, request.ttl_seconds or DEFAULT_TTL_SECONDS)
+        if uses.keys() - {_key(model) for model in self.repository.all()}:
+            self.repository.refresh()  # a version in use that is not served: load it now, not at the next scan
+        served = {_key(model) for model in self.repository.all()}
+        return encoder_pb2.ReportModelUseResponse(
+            not_served=[images_pb2.ModelRef(name=name, version=version) for name, version in sorted(uses.keys() - served)]
+        )
 
     def _start(self, request: encoder_pb2.EmbedRequest, context) -> _Started:
         """Checks the request, reserves its room and starts its decoding; returns at once."""
@@ -243,7 +259,11 @@ def _ref(model: OnnxModel) -> images_pb2.ModelRef:
     return images_pb2.ModelRef(name=model.card.name, version=model.card.version)
 
 
-def model_info(model: OnnxModel) -> encoder_pb2.ModelInfo:
+def _key(model: OnnxModel) -> tuple[str, int]:
+    return model.card.name, model.card.version
+
+
+def model_info(model: OnnxModel, in_use: dict[tuple[str, int], list[str]]) -> encoder_pb2.ModelInfo:
     card = model.card
     channels, height, width = card.preprocessing.shape
     return encoder_pb2.ModelInfo(
@@ -259,4 +279,5 @@ def model_info(model: OnnxModel) -> encoder_pb2.ModelInfo:
         has_decoder=model.decoder is not None,
         preprocessing_json=card.preprocessing.to_json(),
         state=encoder_pb2.MODEL_STATE_SERVING,
+        used_by=in_use.get(_key(model), []),
     )

@@ -47,14 +47,25 @@ def new_channel(
     credentials: grpc.ChannelCredentials | None = None,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     token: str | None = None,
+    load_balancing: str = "",
+    reconnect_seconds: float = 0,
 ) -> grpc.Channel:
     """A channel to `target` ("host:port", "dns:///name:port"), over TLS when `credentials` are given.
 
     `token` goes with every call as `authorization: Bearer <token>`. Over TLS it travels as call
     credentials, which gRPC never sends on a plaintext channel; on a plaintext channel (loopback,
     tests) it can only travel as plain metadata, readable by anyone on the path.
+    `load_balancing` names a gRPC policy ("round_robin": every address `target` resolves to, in
+    turn); empty: gRPC's default, pick_first (one connection, to the first address that answers).
+    `reconnect_seconds` caps the wait between attempts to reach a server that was down (gRPC's
+    default grows to 2 minutes, and calls meanwhile fail at once): for a server's own upstream.
     """
     options = message_options(max_message_bytes)
+    if load_balancing:
+        options.append(("grpc.lb_policy_name", load_balancing))
+    if reconnect_seconds:
+        ms = int(reconnect_seconds * 1000)
+        options += [("grpc.initial_reconnect_backoff_ms", min(ms, 1000)), ("grpc.max_reconnect_backoff_ms", ms)]
     if credentials is None:
         return with_token(grpc.insecure_channel(target, options=options), token)
     if token:
@@ -115,6 +126,8 @@ class Neighbor:
     tags: tuple[str, ...]
     uri: str
     timestamp: int = 0  # as upserted; 0: none
+    # numeric, as upserted; left out of the hash so that a Neighbor stays hashable, as before it had them
+    attributes: Mapping[str, float] = dataclasses.field(default_factory=dict, hash=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -240,7 +253,7 @@ def search_request(
 
 
 def search_results(response: search_pb2.SearchResponse) -> SearchResults:
-    neighbors = tuple(Neighbor(n.id, n.score, tuple(n.tags), n.uri, n.timestamp) for n in response.neighbors)
+    neighbors = tuple(Neighbor(n.id, n.score, tuple(n.tags), n.uri, n.timestamp, dict(n.attributes)) for n in response.neighbors)
     return SearchResults(neighbors, response.model, response.metric)
 
 

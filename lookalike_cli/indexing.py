@@ -1,34 +1,40 @@
-"""`lookalike index FOLDER`: every image file under a folder into a collection, by batches.
+"""`lookalike index FOLDER`: every image file under a folder into a collection, over UpsertStream.
 
-Files go to the search service as encoded bytes, so the encoder service's one
-preprocessing decides what is usable. What can go wrong, and what happens then:
-- Bad files: the service refuses the batch with INVALID_ARGUMENT and a field violation
-  `items[i].image...` for each; they are reported failed with their reason and the rest is
-  resent. Bad files never stop or hang the run.
+Files go to the search service as encoded bytes, so the encoder service's one preprocessing
+decides what is usable. They go in batches on a bidirectional UpsertStream, which takes the next
+batch without waiting for the last one's answer and writes up to `stream_items` items as one log
+record (one fsync), where a unary call per batch would wait a round trip and an fsync each time.
+A stream carries at most `stream_items` items and `stream_bytes` of files, so a failure resends
+at most that much, the files held in memory stay bounded, and a stream's deadline (the client's,
+doubled at each retry) means something. What can go wrong, and what happens then:
+- Bad files: a file that cannot be read or is over `max_file_bytes` is reported failed at once;
+  a file the encoder cannot read comes back as its item's failure in the batch's answer, with its
+  reason, and the rest of the batch is written. Bad files never stop or hang the run.
 - A batch over the service's message size (RESOURCE_EXHAUSTED from gRPC itself, without a
-  reason): it is split in halves, as errors.proto advises; a single file over it fails alone.
-- A passing failure (UNAVAILABLE, RESOURCE_EXHAUSTED, DEADLINE_EXCEEDED): the call is retried
-  after each of `retry_delays`, the deadline doubling each time (every write is idempotent).
+  reason): the stream ends, the largest batch not yet answered is split in halves, as
+  errors.proto advises, and the following batches are kept under half its size; a single file
+  over the limit fails alone.
+- A passing failure (UNAVAILABLE, RESOURCE_EXHAUSTED, DEADLINE_EXCEEDED): the batches not yet
+  answered (the server wrote none of them) are sent again on a new stream after each of
+  `retry_delays`, the deadline doubling each time (every write is idempotent).
 - Anything else, or a passing failure that outlasts the retries: the run stops, and the report
   keeps its accounting: what was indexed, skipped and failed, why it stopped, and every file
-  left unsent, so `--skip-existing` resumes where it stopped.
+  left unanswered or unsent, so `--skip-existing` resumes where it stopped.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from tqdm import tqdm
-
 from lookalike.client import ItemToUpsert, SearchClient
-from lookalike.errors import DeadlineExceeded, InvalidArgument, LookalikeError, ResourceExhausted, Unavailable, field_index
+from lookalike.errors import DeadlineExceeded, LookalikeError, ResourceExhausted, Unavailable
+from lookalike.v1 import errors_pb2
+from training.progress import Phase
 
 TRANSIENT = (Unavailable, ResourceExhausted, DeadlineExceeded)
-
-Batch = list[tuple[Path, ItemToUpsert]]
 
 
 @dataclasses.dataclass
@@ -37,7 +43,7 @@ class IndexReport:
     skipped: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # (path, why)
     failed: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # (path, reason)
     stopped: str = ""  # why the run stopped before the last file; empty when it went through
-    left: list[str] = dataclasses.field(default_factory=list)  # files not sent because it stopped
+    left: list[str] = dataclasses.field(default_factory=list)  # files not written because it stopped
 
     def summary(self) -> str:
         lines = [f"indexed {self.indexed}, skipped {len(self.skipped)}, failed {len(self.failed)}"]
@@ -45,6 +51,22 @@ class IndexReport:
         if self.stopped:
             lines.append(f"stopped: {self.stopped}; {len(self.left)} files left")
         return "\n".join(lines)
+
+
+@dataclasses.dataclass
+class _Batch:
+    """One message of a stream: the files and their items, in order."""
+
+    entries: list[tuple[Path, ItemToUpsert]] = dataclasses.field(default_factory=list)
+    size: int = 0  # bytes of its files
+
+    def add(self, path: Path, item: ItemToUpsert, size: int) -> None:
+        self.entries.append((path, item))
+        self.size += size
+
+    def halves(self) -> list[_Batch]:
+        middle = len(self.entries) // 2
+        return [_Batch(part, sum(len(item.image) for _, item in part)) for part in (self.entries[:middle], self.entries[middle:])]
 
 
 def list_files(root: Path) -> tuple[list[Path], list[tuple[str, str]]]:
@@ -73,6 +95,8 @@ def index_folder(
     *,
     batch_size: int = 64,
     batch_bytes: int = 16 * 1024 * 1024,
+    stream_items: int = 4096,
+    stream_bytes: int = 64 * 1024 * 1024,
     max_file_bytes: int = 32 * 1024 * 1024,
     tags: tuple[str, ...] = (),
     folder_tags: bool = True,
@@ -80,55 +104,88 @@ def index_folder(
     retry_delays: Sequence[float] = backoff(3),
     progress: bool = True,
 ) -> IndexReport:
-    """Indexes root/**; item ids are paths relative to root, uris absolute paths, tags `folder:<subfolder>`."""
+    """Indexes root/**; item ids are paths relative to root, uris absolute paths, tags `folder:<subfolder>`.
+
+    `stream_items` defaults to the server's `max_stream_record_items`: one stream, one write."""
     report = IndexReport()
     files, report.skipped = list_files(root)
-    with tqdm(total=len(files), unit="img", desc=f"indexing {root}", disable=not progress) as bar:
-        sender = _Sender(client, collection, report, bar, skip_existing, retry_delays)
-        batch: Batch = []
-        size = 0
-        for position, path in enumerate(files):
-            data = _read(path, max_file_bytes, report, bar)
-            if data is None:
-                continue
-            if batch and (len(batch) >= batch_size or size + len(data) > batch_bytes):
-                if not sender.send(batch):
-                    report.left += [str(rest) for rest in files[position:]]
+    with Phase(f"indexing {root}", total=len(files), unit="img", progress=progress) as phase:
+        sender = _Sender(client, collection, report, phase, retry_delays, batch_bytes)
+        reader = _Reader(files, root, sender, batch_size, max_file_bytes, tags, folder_tags)
+        stream: list[_Batch] = []  # batches for the next stream, not sent yet
+        for batch in reader:
+            try:
+                batch = sender.not_indexed(batch) if skip_existing else batch
+            except LookalikeError as error:  # the lookup failed, past its retries
+                report.stopped = _describe(error)
+                report.left += [str(path) for path in _paths(stream) + reader.unsent(batch)]
+                return report
+            items, size = sum(len(b.entries) for b in stream), sum(b.size for b in stream)
+            if stream and (items + len(batch.entries) > stream_items or size + batch.size > stream_bytes):
+                if not sender.send(stream):
+                    report.left += [str(path) for path in reader.unsent(batch)]
                     return report
-                batch, size = [], 0
-            batch.append((path, _item(path, root, data, tags, folder_tags)))
-            size += len(data)
-        if batch:
-            sender.send(batch)
+                stream = []
+            if batch.entries:
+                stream.append(batch)
+        if stream and not sender.send(stream):
+            return report
+        phase.finish(f"indexing {root}: {len(files)} files, {report.indexed} indexed")
     return report
 
 
-def _read(path: Path, max_file_bytes: int, report: IndexReport, bar: tqdm) -> bytes | None:
-    """The file's bytes; None, reported failed, when it cannot be read or is over the limit."""
-    try:
-        data = path.read_bytes()
-    except OSError as error:
-        report.failed.append((str(path), f"cannot read: {error.strerror}"))
-        bar.update()
-        return None
-    if len(data) > max_file_bytes:
-        report.failed.append((str(path), f"{len(data)} bytes, over the {max_file_bytes}-byte limit per file"))
-        bar.update()
-        return None
-    return data
+class _Reader:
+    """The folder's files as batches of items, read in order; a file that cannot be read, or is
+    over the size limit, is reported failed on the way and left out."""
 
+    def __init__(self, files: list[Path], root: Path, sender: _Sender, batch_size: int, max_file_bytes: int, tags, folder_tags: bool) -> None:
+        self.files, self.root, self.sender = files, root, sender
+        self.batch_size, self.max_file_bytes = batch_size, max_file_bytes
+        self.tags, self.folder_tags = tags, folder_tags
+        self.position = 0  # the next file to read
 
-def _item(path: Path, root: Path, data: bytes, tags: tuple[str, ...], folder_tags: bool) -> ItemToUpsert:
-    item_tags = list(tags)
-    if folder_tags and path.parent != root:
-        item_tags.append(f"folder:{path.parent.relative_to(root).as_posix()}")
-    return ItemToUpsert(
-        id=path.relative_to(root).as_posix(),
-        image=data,
-        tags=item_tags,
-        uri=str(path.resolve()),
-        timestamp=int(path.stat().st_mtime),  # the file's age: the best "first seen" a folder knows
-    )
+    def __iter__(self) -> Iterator[_Batch]:
+        batch = _Batch()
+        while self.position < len(self.files):
+            path = self.files[self.position]
+            data = self._read(path)
+            if data is not None:
+                # batch_bytes is the sender's: a message found too large lowers it mid-run
+                if batch.entries and (len(batch.entries) >= self.batch_size or batch.size + len(data) > self.sender.batch_bytes):
+                    yield batch
+                    batch = _Batch()
+                batch.add(path, self._item(path, data), len(data))
+            self.position += 1
+        if batch.entries:
+            yield batch
+
+    def unsent(self, batch: _Batch) -> list[Path]:
+        """The files of `batch`, the last one yielded, and every file not in a batch yet."""
+        return _paths([batch]) + self.files[self.position :]
+
+    def _read(self, path: Path) -> bytes | None:
+        """The file's bytes; None, reported failed, when it cannot be read or is over the limit."""
+        try:
+            data = path.read_bytes()
+        except OSError as error:
+            self.sender.fail_file(path, f"cannot read: {error.strerror}")
+            return None
+        if len(data) > self.max_file_bytes:
+            self.sender.fail_file(path, f"{len(data)} bytes, over the {self.max_file_bytes}-byte limit per file")
+            return None
+        return data
+
+    def _item(self, path: Path, data: bytes) -> ItemToUpsert:
+        item_tags = list(self.tags)
+        if self.folder_tags and path.parent != self.root:
+            item_tags.append(f"folder:{path.parent.relative_to(self.root).as_posix()}")
+        return ItemToUpsert(
+            id=path.relative_to(self.root).as_posix(),
+            image=data,
+            tags=item_tags,
+            uri=str(path.resolve()),
+            timestamp=int(path.stat().st_mtime),  # the file's age: the best "first seen" a folder knows
+        )
 
 
 @dataclasses.dataclass
@@ -136,71 +193,86 @@ class _Sender:
     client: SearchClient
     collection: str
     report: IndexReport
-    bar: tqdm
-    skip_existing: bool
+    phase: Phase
     retry_delays: Sequence[float]
+    batch_bytes: int  # lowered when the service refuses a message as too large
 
-    def send(self, batch: Batch) -> bool:
-        """Indexes the batch; False when the run must stop, with why and what was left unsent in the report."""
-        pending = [list(batch)]  # parts still to send, in order: a part too large for one message is split
-        while pending:
-            todo = pending.pop(0)
+    def send(self, stream: list[_Batch]) -> bool:
+        """Writes the batches, over one stream, or more after a failure; False when the run must
+        stop, with why and the files of the batches not answered in the report."""
+        todo = list(stream)  # not answered yet, in order
+        retries = iter(self.retry_delays)
+        timeout = self.client.timeout
+        while todo:
             try:
-                self._send_part(todo)
+                self._stream(todo, timeout)
             except LookalikeError as error:
-                if not _too_large_a_message(error):
+                if _too_large_a_message(error):
+                    self._split_largest(todo, error)
+                    continue
+                delay = next(retries, None)
+                if not isinstance(error, TRANSIENT) or delay is None:
                     self.report.stopped = _describe(error)
-                    self.report.left = [str(path) for part in (todo, *pending) for path, _ in part]
+                    self.report.left += [str(path) for path in _paths(todo)]
                     return False
-                if len(todo) > 1:
-                    pending[:0] = [todo[: len(todo) // 2], todo[len(todo) // 2 :]]
-                else:
-                    self._fail(todo, {0: f"over the service's message size limit: {error.message}"})
+                time.sleep(delay)
+                timeout *= 2  # it may have run out on a slow server
         return True
 
-    def _send_part(self, todo: Batch) -> None:
-        """Upserts `todo`, dropping from it what is done (sent, skipped or failed): on an error
-        that stops the run, what remains in it was not sent."""
-        if self.skip_existing:
-            ids = [item.id for _, item in todo]
-            existing = {item.id for item in self._call(lambda timeout: self.client.get(self.collection, ids, timeout=timeout)).items}
-            self.report.skipped += [(str(path), "already indexed") for path, item in todo if item.id in existing]
-            self.bar.update(len(existing))
-            todo[:] = [(path, item) for path, item in todo if item.id not in existing]
-        while todo:
-            items = [item for _, item in todo]
-            try:
-                self.report.indexed += self._call(lambda timeout: self.client.upsert(self.collection, items, timeout=timeout))
-            except InvalidArgument as error:
-                bad = _bad_images(error, len(todo))
-                if not bad:
-                    raise
-                self._fail(todo, bad)
-            else:
-                self.bar.update(len(todo))
-                todo.clear()
+    def not_indexed(self, batch: _Batch) -> _Batch:
+        """`batch` without the items the collection holds already, reported skipped."""
+        ids = [item.id for _, item in batch.entries]
+        existing = {item.id for item in self._call(lambda timeout: self.client.get(self.collection, ids, timeout=timeout)).items}
+        self.report.skipped += [(str(path), "already indexed") for path, item in batch.entries if item.id in existing]
+        self.phase.update(len(existing))
+        kept = [(path, item) for path, item in batch.entries if item.id not in existing]
+        return _Batch(kept, sum(len(item.image) for _, item in kept))
+
+    def fail_file(self, path: Path, reason: str) -> None:
+        self.report.failed.append((str(path), reason))
+        self.phase.update()
+
+    def _stream(self, todo: list[_Batch], timeout: float) -> None:
+        """One UpsertStream of the batches of `todo`, each dropped from it once answered."""
+        sent = list(todo)  # the stream's messages: an answer's request_index is a position here
+        answers = self.client.upsert_stream(self.collection, [[item for _, item in b.entries] for b in sent], timeout=timeout)
+        for answer in answers:
+            batch = sent[answer.request_index]
+            for failure in answer.failures:
+                path, _ = batch.entries[failure.item_index]
+                self.report.failed.append((str(path), f"{_reason_name(failure.reason)}: {failure.message}"))
+            self.report.indexed += answer.upserted
+            self.phase.update(len(batch.entries))
+            todo.remove(batch)
+
+    def _split_largest(self, todo: list[_Batch], error: LookalikeError) -> None:
+        """Some batch of `todo` was over the message limit: the largest is split in halves (a single
+        file fails alone), and the batches read from now on stay under half its size."""
+        largest = max(range(len(todo)), key=lambda i: todo[i].size)
+        batch = todo[largest]
+        if len(batch.entries) == 1:
+            [(path, _)] = todo.pop(largest).entries
+            self.fail_file(path, f"over the service's message size limit: {error.message}")
+            return
+        todo[largest : largest + 1] = batch.halves()
+        self.batch_bytes = min(self.batch_bytes, max(1, batch.size // 2))
 
     def _call(self, call: Callable[[float], object]):
         """call(timeout), retried after each of retry_delays on a passing failure, the deadline
-        doubled each time (it may have run out on a slow server). Not a message over the size
-        limit: that one fails again as it is."""
+        doubled each time (it may have run out on a slow server)."""
         timeout = self.client.timeout
         for delay in self.retry_delays:
             try:
                 return call(timeout)
-            except TRANSIENT as error:
-                if _too_large_a_message(error):
-                    raise
+            except TRANSIENT:
+                pass
             time.sleep(delay)
             timeout *= 2
         return call(timeout)
 
-    def _fail(self, todo: Batch, bad: dict[int, str]) -> None:
-        """Reports the entries of `todo` at the indices of `bad` failed, and drops them from it."""
-        for index in sorted(bad, reverse=True):
-            path, _ = todo.pop(index)
-            self.report.failed.append((str(path), bad[index]))
-        self.bar.update(len(bad))
+
+def _paths(batches: list[_Batch]) -> list[Path]:
+    return [path for batch in batches for path, _ in batch.entries]
 
 
 def _too_large_a_message(error: LookalikeError) -> bool:
@@ -213,12 +285,6 @@ def _describe(error: LookalikeError) -> str:
     return f"{error.code.name}{reason}: {error.message}"
 
 
-def _bad_images(error: InvalidArgument, batch_size: int) -> dict[int, str]:
-    """{index in the batch: why} for each image the error names; empty when it names other fields."""
-    bad = {}
-    for violation in error.field_violations:
-        found = field_index(violation.field, "items")
-        if found is None or not found[1].startswith(".image") or found[0] >= batch_size:
-            return {}
-        bad[found[0]] = f"{violation.reason}: {violation.description}"
-    return bad
+def _reason_name(reason: int) -> str:
+    """The reason's name; its number when this client predates it."""
+    return errors_pb2.ErrorReason.Name(reason) if reason in errors_pb2.ErrorReason.values() else str(reason)

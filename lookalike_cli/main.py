@@ -81,7 +81,14 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     index.add_argument("folder", type=Path, help="folder to walk recursively")
     _client_flags(index)
     index.add_argument("--model", default="", help="encoder model for a new collection (default: the encoder's default)")
-    index.add_argument("--batch-size", type=int, default=64, help="images per upsert call (default %(default)s)")
+    index.add_argument("--batch-size", type=int, default=64, help="images per message of the upsert stream (default %(default)s)")
+    index.add_argument(
+        "--stream-items",
+        type=int,
+        default=4096,
+        help="most images sent on one upsert stream before its answers are awaited; a failed stream resends at most these "
+        "(default %(default)s: one write of the search service's default max_stream_record_items)",
+    )
     index.add_argument(
         "--find-copies",
         action="store_true",
@@ -278,6 +285,7 @@ def _index(args) -> int:
             args.collection,
             args.folder,
             batch_size=args.batch_size,
+            stream_items=args.stream_items,
             tags=tuple(args.tag),
             folder_tags=not args.no_folder_tags,
             skip_existing=args.skip_existing,

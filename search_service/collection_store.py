@@ -31,6 +31,7 @@ import re
 import shutil
 import threading
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from lookalike.errors import (
@@ -192,6 +193,7 @@ class CollectionStore:
         self._lock = threading.Lock()
         self._collections: dict[str, Collection] = {}
         self._sources: dict[str, SourceStore] = {}  # the collections that keep sources
+        self._watchers: list[Callable[[], None]] = []  # told after a collection is created or deleted
         self._failed: dict[str, _Refused] = {}  # the collections that could not be loaded
         self._closed = False
         create_directories(self._root)
@@ -237,7 +239,9 @@ class CollectionStore:
             collection = self._open(path, spec)
             self._collections[spec.name] = collection
             logger.info("created collection %r: %s, dimension %d", spec.name, spec.metric, spec.dimension)
-            return collection.info()
+            info = collection.info()
+        self._tell_watchers()
+        return info
 
     def get(self, name: str) -> Collection:
         """The collection of that name, or the one the alias of that name points at."""
@@ -318,6 +322,11 @@ class CollectionStore:
                 fsync_directory(self._root)
             shutil.rmtree(doomed, ignore_errors=True)  # leftovers are removed on the next start
             logger.info("deleted collection %r", name)
+        self._tell_watchers()
+
+    def watch(self, callback: Callable[[], None]) -> None:
+        """`callback()` after every create and delete (outside the store's lock)."""
+        self._watchers.append(callback)
 
     def create_alias(self, name: str, collection: str) -> Alias:
         """A new alias; a retried create of the same alias and collection returns it again."""
@@ -389,6 +398,10 @@ class CollectionStore:
             raise Unavailable(
                 "the collection store is closed: the server is shutting down", reason=Reason.SHUTTING_DOWN
             )
+
+    def _tell_watchers(self) -> None:
+        for callback in self._watchers:
+            callback()
 
     def _resolve(self, name: str) -> str:
         alias = self._aliases.get(name)

@@ -4,6 +4,15 @@ The encoder's errors arrive as google.rpc details (`lookalike.errors.from_rpc_er
 image is relocated from the encoder's request to the caller's (`images[2].encoded` becomes
 `items[7].image.encoded`), so the caller learns which of its own fields to fix. Every call
 gets what remains of the caller's deadline, never more than the configured cap.
+
+The path is on every search by image, so it is kept cheap: one channel for the service's life
+(HTTP/2 multiplexes the concurrent calls of all worker threads over it), and embeddings asked for
+as packed float32 (one bytes field instead of a message of repeated floats per image: less to
+build on the encoder, less to parse here). Merging the concurrent one-image calls of several
+searches into one Embed call was tried (benchmarks/RESULTS.md, "search by image through both
+services"): it cut the encoder's CPU per query by about a third, but queries/s stayed within the
+noise of a shared 2-core machine and p99 got worse in some runs (a queued call waits for one in
+flight), so each call goes out on its own; the encoder merges concurrent calls into one model run.
 """
 
 from __future__ import annotations
@@ -12,7 +21,7 @@ import grpc
 import numpy as np
 
 from lookalike import errors
-from lookalike.client import new_channel
+from lookalike.client import embeddings_of, new_channel
 from lookalike.errors import DeadlineExceeded, FailedPrecondition, Internal, InvalidArgument, Reason, Unavailable
 from lookalike.v1 import encoder_pb2, encoder_pb2_grpc, images_pb2
 
@@ -29,7 +38,12 @@ class EncoderGateway:
         """`credentials`: TLS to the encoder (None: plaintext); `token`: this service's bearer token there."""
         self.address = address
         self.max_timeout = max_timeout_seconds
-        self._channel = new_channel(address, credentials, max_message_bytes, token)
+        # round_robin: with a `dns:///` address that names several encoder replicas (a headless
+        # Kubernetes Service), calls are spread over all of them; gRPC's default, pick_first,
+        # would send every call of this long-lived channel to the first. One address: no change.
+        # Reconnect within a second: the encoder may start after this service (or restart), and a
+        # call made while the channel waits out gRPC's growing backoff fails at once.
+        self._channel = new_channel(address, credentials, max_message_bytes, token, load_balancing="round_robin", reconnect_seconds=1.0)
         self._stub = encoder_pb2_grpc.EncoderStub(self._channel)
 
     def model_info(self, ref: images_pb2.ModelRef, time_left: float) -> encoder_pb2.ModelInfo:
@@ -49,19 +63,33 @@ class EncoderGateway:
     ) -> tuple[np.ndarray, list[bytes]]:
         """(N, D) embeddings of `images` by exactly `ref`, and their fingerprints of the kind asked
         (an empty list for none); a bad image is reported at `fields[i]`."""
-        request = encoder_pb2.EmbedRequest(model=ref, images=images, fingerprints=fingerprints)
+        request = encoder_pb2.EmbedRequest(
+            model=ref, images=images, fingerprints=fingerprints, embedding_encoding=encoder_pb2.EMBEDDING_ENCODING_PACKED_FLOAT32
+        )
         try:
             response = self._stub.Embed(request, timeout=self._timeout(time_left))
         except grpc.RpcError as error:
             raise self._translate(errors.from_rpc_error(error), ref, fields[0], fields) from None
-        vectors = np.array([list(e.values) for e in response.embeddings], dtype=np.float32)
-        if fingerprints and len(response.fingerprints) != len(images):
-            raise Internal(
-                f"the encoder service sent {len(response.fingerprints)} fingerprints for {len(images)} images",
-                reason=Reason.ENCODER_FAILED,
-                metadata={"model": ref.name, "version": ref.version},
-            )
+        vectors = embeddings_of(response)
+        counts = {"embeddings": len(vectors), **({"fingerprints": len(response.fingerprints)} if fingerprints else {})}
+        for what, count in counts.items():
+            if count != len(images):
+                raise Internal(
+                    f"the encoder service sent {count} {what} for {len(images)} images",
+                    reason=Reason.ENCODER_FAILED,
+                    metadata={"model": ref.name, "version": ref.version},
+                )
         return vectors, list(response.fingerprints)
+
+    def report_model_use(self, user: str, uses: dict[tuple[str, int], list[str]], ttl_seconds: int) -> list[images_pb2.ModelRef]:
+        """Tells the encoder which versions this service's collections use (ReportModelUse); the
+        versions in use that it does not serve. grpc.RpcError is the caller's to log."""
+        request = encoder_pb2.ReportModelUseRequest(
+            user=user,
+            uses=[encoder_pb2.ModelUse(model=images_pb2.ModelRef(name=n, version=v), collections=c) for (n, v), c in sorted(uses.items())],
+            ttl_seconds=ttl_seconds,
+        )
+        return list(self._stub.ReportModelUse(request, timeout=self.max_timeout).not_served)
 
     def close(self) -> None:
         self._channel.close()

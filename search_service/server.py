@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 
 import grpc
 
@@ -12,6 +13,7 @@ from lookalike.v1 import search_pb2, search_pb2_grpc
 from search_service.collection_store import CollectionStore
 from search_service.encoder_gateway import EncoderGateway
 from search_service.item_writes import ItemWrites
+from search_service.model_use import ModelUseReporter
 from search_service.reindex import Reindexer
 from search_service.servicer import SearchServicer
 from search_service.settings import SearchSettings
@@ -38,13 +40,14 @@ def create_server(settings: SearchSettings) -> tuple[grpc.Server, int]:
 
 
 def serve(settings: SearchSettings) -> None:
-    server, port, health, store, in_flight, reindexer = _build(settings)
+    server, port, health, store, in_flight, reindexer, model_use = _build(settings)
     grpc_server.serve_metrics(settings, settings.metrics_port)
     server.start()
     log.info("search service listening", extra={"fields": {"port": port, "data_dir": str(settings.data_dir)}})
     try:
         grpc_server.run_until_signalled(server, health, in_flight, settings.grace_seconds)
     finally:
+        model_use.stop()
         reindexer.stop()  # running reindexes stay running on disk and resume at the next start
         store.close()  # a snapshot on the way out makes the next start replay no log
 
@@ -80,6 +83,9 @@ def _build(settings: SearchSettings):
     reindexer = Reindexer(store, writes, encoder, settings)
     search_pb2_grpc.add_SearchServicer_to_server(SearchServicer(store, writes, reindexer, encoder, settings), server)
     port = grpc_server.bind(server, settings, settings.port)
+    model_use = ModelUseReporter(store, encoder, settings.instance_name or f"search@{socket.gethostname()}:{port}", settings.model_use_report_seconds)
+    store.watch(model_use.poke)
+    model_use.start()
     # SERVING even when a collection was refused: health speaks for the whole service, and one
     # damaged collection must not take the healthy ones out of rotation. The damaged one is
     # visible to clients instead, as STATE_DAMAGED with its reason in GetCollection/ListCollections.
@@ -90,4 +96,4 @@ def _build(settings: SearchSettings):
     for name, reason in failed.items():
         log.error("collection refused at load", extra={"fields": {"collection": name, "reason": reason}})
     reindexer.resume()
-    return server, port, health, store, in_flight, reindexer
+    return server, port, health, store, in_flight, reindexer, model_use

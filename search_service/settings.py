@@ -26,6 +26,10 @@ class SearchSettings(SecuritySettings):  # host, TLS, tokens, reflection: docs/s
     encoder_token_file: Path | None = Field(
         None, description="file holding the token this service sends to the encoder (a read token); a file keeps it out of `ps` and the environment"
     )
+    instance_name: str = Field("", description="this service's name in the encoder's used_by lists (ListModels); empty: search@<hostname>:<port>")
+    model_use_report_seconds: float = Field(
+        60.0, gt=0, description="how often the encoder is told which model versions the collections use (it keeps serving them)"
+    )
     fsync: bool = Field(True, description="fsync the write-ahead log before acknowledging a write")
     snapshot_every: int = Field(10_000, description="write a snapshot after this many logged writes")
     max_batch_size: int = Field(256, description="most items in one upsert (or one UpsertStream message), most searches in one SearchBatch")

@@ -48,20 +48,25 @@ def test_help_texts_exist_for_every_command(capsys):
 
 
 class Flaky:
-    """The real client, but its first upserts fail with `errors`, as a busy or restarting server's would."""
+    """The real client, but its first upsert streams fail with `errors`, as a busy or restarting
+    server's would; it records each stream's deadline and messages. No unary upsert: indexing streams."""
 
-    def __init__(self, client: SearchClient, errors: list[LookalikeError]) -> None:
-        self.client, self.errors, self.timeouts = client, list(errors), []
+    def __init__(self, client: SearchClient, errors: list[LookalikeError] = ()) -> None:
+        self.client, self.errors, self.timeouts, self.streams = client, list(errors), [], []
 
     @property
     def timeout(self) -> float:
         return self.client.timeout
 
-    def upsert(self, collection, items, *, timeout):
+    def get(self, collection, ids, *, timeout):
+        return self.client.get(collection, ids, timeout=timeout)
+
+    def upsert_stream(self, collection, batches, *, timeout):
         self.timeouts.append(timeout)
+        self.streams.append([[item.id for item in batch] for batch in batches])
         if self.errors:
             raise self.errors.pop(0)
-        return self.client.upsert(collection, items, timeout=timeout)
+        yield from self.client.upsert_stream(collection, batches, timeout=timeout)
 
 
 def digits_folder(root, digit_pngs, count: int):
@@ -79,6 +84,24 @@ def test_passing_failures_are_retried_with_a_longer_deadline(tmp_path, search, d
     report = index_folder(flaky, "retry", folder, retry_delays=(0.0, 0.0, 0.0), progress=False)
     assert (report.indexed, report.stopped, report.left) == (6, "", [])
     assert flaky.timeouts == [10, 20, 40]
+
+
+def test_index_streams_the_batches_and_a_corrupt_file_fails_alone(tmp_path, search_address, digit_pngs, capsys):
+    folder = digits_folder(tmp_path / "digits", digit_pngs, 30)
+    (folder / "digit-13.png").write_bytes(digit_pngs[13][:60])  # cut short: in the second batch
+    assert main(["index", str(folder), "--search", search_address, "--collection", "bulk", "--batch-size", "8"]) == 0
+    out = capsys.readouterr().out
+    assert "indexed 29, skipped 0, failed 1" in out and f"indexing {folder}: 30 files, 29 indexed" in out  # the phase's line
+    [failed] = [line for line in out.splitlines() if line.startswith("  failed")]
+    assert failed.startswith(f"  failed  {folder / 'digit-13.png'}: IMAGE_UNDECODABLE") and "truncated" in failed
+
+    with SearchClient(search_address) as client:
+        assert client.get_collection("bulk").size == 29
+        assert client.get("bulk", ["digit-12.png", "digit-13.png", "digit-14.png"]).missing_ids == ["digit-13.png"]
+        counted = Flaky(client)
+        report = index_folder(counted, "bulk", folder, batch_size=8, progress=False)
+    assert (report.indexed, len(report.failed), report.stopped) == (29, 1, "")
+    assert [len(batch) for stream in counted.streams for batch in stream] == [8, 8, 8, 6] and len(counted.streams) == 1
 
 
 def test_a_failure_that_is_not_passing_stops_the_run_at_once_and_lists_what_is_left(tmp_path, search, digit_pngs):
@@ -117,15 +140,14 @@ def test_a_run_that_loses_its_server_stops_with_its_accounting_and_resumes(tmp_p
     left_list = tmp_path / "left.txt"
     server, port = create_server(search_settings)
     server.start()
-    upsert = SearchClient.upsert
+    upsert_stream = SearchClient.upsert_stream
 
-    def upsert_then_lose_the_server(self, *args, **kwargs):
-        upserted = upsert(self, *args, **kwargs)
-        server.stop(None)  # the first batch went through; the next finds nobody
-        return upserted
+    def upsert_stream_then_lose_the_server(self, *args, **kwargs):
+        yield from upsert_stream(self, *args, **kwargs)
+        server.stop(None)  # the first stream went through; the next finds nobody
 
-    monkeypatch.setattr(SearchClient, "upsert", upsert_then_lose_the_server)
-    command = ["index", str(folder), "--collection", "cat", "--batch-size", "8", "--retries", "0", "--left-list", str(left_list)]
+    monkeypatch.setattr(SearchClient, "upsert_stream", upsert_stream_then_lose_the_server)
+    command = ["index", str(folder), "--collection", "cat", "--batch-size", "8", "--stream-items", "8", "--retries", "0", "--left-list", str(left_list)]
     with pytest.raises(SystemExit) as stopped:
         main([*command, "--search", f"127.0.0.1:{port}"])
     message = str(stopped.value.code)

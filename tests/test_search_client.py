@@ -37,6 +37,16 @@ def test_upsert_passes_attributes_through(shop):
     assert stored == {"a1": {"price": 1.0}, "c1": {"price": 6.0}}
 
 
+def test_neighbours_carry_their_attributes(shop):
+    by_id = {n.id: n for n in shop.search("shop", vector=VECTORS["a1"], k=6)}
+    assert by_id["a1"].attributes == {"price": 1.0} and by_id["c1"].attributes == {"price": 6.0}
+    [batched] = shop.search_batch([search_request("shop", item_id="a1", k=1)])
+    assert batched[0].attributes == {"price": 2.0}  # a2, the nearest other item
+    shop.upsert("shop", [ItemToUpsert(id="plain", vector=[1.0, 0.0, 0.0, 0.0])])
+    plain = next(n for n in shop.search("shop", vector=VECTORS["a1"], k=7) if n.id == "plain")
+    assert plain.attributes == {} and len({plain, by_id["a1"]}) == 2  # still hashable
+
+
 def test_search_options_reach_the_server(shop):
     query = VECTORS["a1"]
     assert [n.id for n in shop.search("shop", vector=query, k=6)][:3] == ["a1", "a2", "a3"]

@@ -25,47 +25,53 @@ _sym_db = _symbol_database.Default()
 from lookalike.v1 import images_pb2 as lookalike_dot_v1_dot_images__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1alookalike/v1/encoder.proto\x12\x0clookalike.v1\x1a\x19lookalike/v1/images.proto\"9\n\x10LoadModelRequest\x12%\n\x05model\x18\x01 \x01(\x0b\x32\x16.lookalike.v1.ModelRef\";\n\x11LoadModelResponse\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.lookalike.v1.ModelInfo\";\n\x12UnloadModelRequest\x12%\n\x05model\x18\x01 \x01(\x0b\x32\x16.lookalike.v1.ModelRef\"?\n\x13UnloadModelResponse\x12(\n\x08unloaded\x18\x01 \x03(\x0b\x32\x16.lookalike.v1.ModelRef\"\xcc\x01\n\x0c\x45mbedRequest\x12%\n\x05model\x18\x01 \x01(\x0b\x32\x16.lookalike.v1.ModelRef\x12#\n\x06images\x18\x02 \x03(\x0b\x32\x13.lookalike.v1.Image\x12\x33\n\x0c\x66ingerprints\x18\x03 \x01(\x0e\x32\x1d.lookalike.v1.FingerprintKind\x12;\n\x12\x65mbedding_encoding\x18\x04 \x01(\x0e\x32\x1f.lookalike.v1.EmbeddingEncoding\"\xab\x01\n\rEmbedResponse\x12+\n\nembeddings\x18\x01 \x03(\x0b\x32\x17.lookalike.v1.Embedding\x12%\n\x05model\x18\x02 \x01(\x0b\x32\x16.lookalike.v1.ModelRef\x12\x14\n\x0c\x66ingerprints\x18\x03 \x03(\x0c\x12\x19\n\x11packed_embeddings\x18\x04 \x01(\x0c\x12\x15\n\rembedding_dim\x18\x05 \x01(\x05\"A\n\x12\x45mbedStreamRequest\x12+\n\x07request\x18\x01 \x01(\x0b\x32\x1a.lookalike.v1.EmbedRequest\"D\n\x13\x45mbedStreamResponse\x12-\n\x08response\x18\x01 \x01(\x0b\x32\x1b.lookalike.v1.EmbedResponse\"h\n\x12ReconstructRequest\x12%\n\x05model\x18\x01 \x01(\x0b\x32\x16.lookalike.v1.ModelRef\x12+\n\nembeddings\x18\x02 \x03(\x0b\x32\x17.lookalike.v1.Embedding\"P\n\x13ReconstructResponse\x12\x12\n\npng_images\x18\x01 \x03(\x0c\x12%\n\x05model\x18\x02 \x01(\x0b\x32\x16.lookalike.v1.ModelRef\"8\n\x0fGetModelRequest\x12%\n\x05model\x18\x01 \x01(\x0b\x32\x16.lookalike.v1.ModelRef\"\x13\n\x11ListModelsRequest\"=\n\x12ListModelsResponse\x12\'\n\x06models\x18\x01 \x03(\x0b\x32\x17.lookalike.v1.ModelInfo\"\xe9\x02\n\tModelInfo\x12%\n\x05model\x18\x01 \x01(\x0b\x32\x16.lookalike.v1.ModelRef\x12\x10\n\x08\x63hannels\x18\x02 \x01(\x05\x12\x0e\n\x06height\x18\x03 \x01(\x05\x12\r\n\x05width\x18\x04 \x01(\x05\x12\x15\n\rembedding_dim\x18\x05 \x01(\x05\x12$\n\x06metric\x18\x06 \x01(\x0e\x32\x14.lookalike.v1.Metric\x12\x14\n\x0c\x61rchitecture\x18\x07 \x01(\t\x12\x1a\n\x12\x65xecution_provider\x18\x08 \x01(\t\x12\x13\n\x0bhas_decoder\x18\t \x01(\x08\x12\x1a\n\x12preprocessing_json\x18\n \x01(\t\x12$\n\x1crequested_execution_provider\x18\x0b \x01(\t\x12\'\n\x05state\x18\x0c \x01(\x0e\x32\x18.lookalike.v1.ModelState\x12\x15\n\rstate_message\x18\r \x01(\t*^\n\x11\x45mbeddingEncoding\x12\"\n\x1e\x45MBEDDING_ENCODING_UNSPECIFIED\x10\x00\x12%\n!EMBEDDING_ENCODING_PACKED_FLOAT32\x10\x01*l\n\x0f\x46ingerprintKind\x12 \n\x1c\x46INGERPRINT_KIND_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x46INGERPRINT_KIND_STORED\x10\x01\x12\x1a\n\x16\x46INGERPRINT_KIND_QUERY\x10\x02*Z\n\nModelState\x12\x1b\n\x17MODEL_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13MODEL_STATE_SERVING\x10\x01\x12\x16\n\x12MODEL_STATE_FAILED\x10\x02\x32\xae\x04\n\x07\x45ncoder\x12@\n\x05\x45mbed\x12\x1a.lookalike.v1.EmbedRequest\x1a\x1b.lookalike.v1.EmbedResponse\x12V\n\x0b\x45mbedStream\x12 .lookalike.v1.EmbedStreamRequest\x1a!.lookalike.v1.EmbedStreamResponse(\x01\x30\x01\x12R\n\x0bReconstruct\x12 .lookalike.v1.ReconstructRequest\x1a!.lookalike.v1.ReconstructResponse\x12\x42\n\x08GetModel\x12\x1d.lookalike.v1.GetModelRequest\x1a\x17.lookalike.v1.ModelInfo\x12O\n\nListModels\x12\x1f.lookalike.v1.ListModelsRequest\x1a .lookalike.v1.ListModelsResponse\x12L\n\tLoadModel\x12\x1e.lookalike.v1.LoadModelRequest\x1a\x1f.lookalike.v1.LoadModelResponse\x12R\n\x0bUnloadModel\x12 .lookalike.v1.UnloadModelRequest\x1a!.lookalike.v1.UnloadModelResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1alookalike/v1/encoder.proto\x12\x0clookalike.v1\x1a\x19lookalike/v1/images.proto\"`\n\x15ReportModelUseRequest\x12\x0c\n\x04user\x18\x01 \x01(\t\x12$\n\x04uses\x18\x02 \x03(\x0b\x32\x16.lookalike.v1.ModelUse\x12\x13\n\x0bttl_seconds\x18\x03 \x01(\x05\"F\n\x08ModelUse\x12%\n\x05model\x18\x01 \x01(\x0b\x32\x16.lookalike.v1.ModelRef\x12\x13\n\x0b\x63ollections\x18\x02 \x03(\t\"D\n\x16ReportModelUseResponse\x12*\n\nnot_served\x18\x01 \x03(\x0b\x32\x16.lookalike.v1.ModelRef\"9\n\x10LoadModelRequest\x12%\n\x05model\x18\x01 \x01(\x0b\x32\x16.lookalike.v1.ModelRef\";\n\x11LoadModelResponse\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.lookalike.v1.ModelInfo\";\n\x12UnloadModelRequest\x12%\n\x05model\x18\x01 \x01(\x0b\x32\x16.lookalike.v1.ModelRef\"?\n\x13UnloadModelResponse\x12(\n\x08unloaded\x18\x01 \x03(\x0b\x32\x16.lookalike.v1.ModelRef\"\xcc\x01\n\x0c\x45mbedRequest\x12%\n\x05model\x18\x01 \x01(\x0b\x32\x16.lookalike.v1.ModelRef\x12#\n\x06images\x18\x02 \x03(\x0b\x32\x13.lookalike.v1.Image\x12\x33\n\x0c\x66ingerprints\x18\x03 \x01(\x0e\x32\x1d.lookalike.v1.FingerprintKind\x12;\n\x12\x65mbedding_encoding\x18\x04 \x01(\x0e\x32\x1f.lookalike.v1.EmbeddingEncoding\"\xab\x01\n\rEmbedResponse\x12+\n\nembeddings\x18\x01 \x03(\x0b\x32\x17.lookalike.v1.Embedding\x12%\n\x05model\x18\x02 \x01(\x0b\x32\x16.lookalike.v1.ModelRef\x12\x14\n\x0c\x66ingerprints\x18\x03 \x03(\x0c\x12\x19\n\x11packed_embeddings\x18\x04 \x01(\x0c\x12\x15\n\rembedding_dim\x18\x05 \x01(\x05\"A\n\x12\x45mbedStreamRequest\x12+\n\x07request\x18\x01 \x01(\x0b\x32\x1a.lookalike.v1.EmbedRequest\"D\n\x13\x45mbedStreamResponse\x12-\n\x08response\x18\x01 \x01(\x0b\x32\x1b.lookalike.v1.EmbedResponse\"h\n\x12ReconstructRequest\x12%\n\x05model\x18\x01 \x01(\x0b\x32\x16.lookalike.v1.ModelRef\x12+\n\nembeddings\x18\x02 \x03(\x0b\x32\x17.lookalike.v1.Embedding\"P\n\x13ReconstructResponse\x12\x12\n\npng_images\x18\x01 \x03(\x0c\x12%\n\x05model\x18\x02 \x01(\x0b\x32\x16.lookalike.v1.ModelRef\"8\n\x0fGetModelRequest\x12%\n\x05model\x18\x01 \x01(\x0b\x32\x16.lookalike.v1.ModelRef\"\x13\n\x11ListModelsRequest\"=\n\x12ListModelsResponse\x12\'\n\x06models\x18\x01 \x03(\x0b\x32\x17.lookalike.v1.ModelInfo\"\xfa\x02\n\tModelInfo\x12%\n\x05model\x18\x01 \x01(\x0b\x32\x16.lookalike.v1.ModelRef\x12\x10\n\x08\x63hannels\x18\x02 \x01(\x05\x12\x0e\n\x06height\x18\x03 \x01(\x05\x12\r\n\x05width\x18\x04 \x01(\x05\x12\x15\n\rembedding_dim\x18\x05 \x01(\x05\x12$\n\x06metric\x18\x06 \x01(\x0e\x32\x14.lookalike.v1.Metric\x12\x14\n\x0c\x61rchitecture\x18\x07 \x01(\t\x12\x1a\n\x12\x65xecution_provider\x18\x08 \x01(\t\x12\x13\n\x0bhas_decoder\x18\t \x01(\x08\x12\x1a\n\x12preprocessing_json\x18\n \x01(\t\x12$\n\x1crequested_execution_provider\x18\x0b \x01(\t\x12\'\n\x05state\x18\x0c \x01(\x0e\x32\x18.lookalike.v1.ModelState\x12\x15\n\rstate_message\x18\r \x01(\t\x12\x0f\n\x07used_by\x18\x0e \x03(\t*^\n\x11\x45mbeddingEncoding\x12\"\n\x1e\x45MBEDDING_ENCODING_UNSPECIFIED\x10\x00\x12%\n!EMBEDDING_ENCODING_PACKED_FLOAT32\x10\x01*l\n\x0f\x46ingerprintKind\x12 \n\x1c\x46INGERPRINT_KIND_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x46INGERPRINT_KIND_STORED\x10\x01\x12\x1a\n\x16\x46INGERPRINT_KIND_QUERY\x10\x02*Z\n\nModelState\x12\x1b\n\x17MODEL_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13MODEL_STATE_SERVING\x10\x01\x12\x16\n\x12MODEL_STATE_FAILED\x10\x02\x32\x8b\x05\n\x07\x45ncoder\x12@\n\x05\x45mbed\x12\x1a.lookalike.v1.EmbedRequest\x1a\x1b.lookalike.v1.EmbedResponse\x12V\n\x0b\x45mbedStream\x12 .lookalike.v1.EmbedStreamRequest\x1a!.lookalike.v1.EmbedStreamResponse(\x01\x30\x01\x12R\n\x0bReconstruct\x12 .lookalike.v1.ReconstructRequest\x1a!.lookalike.v1.ReconstructResponse\x12\x42\n\x08GetModel\x12\x1d.lookalike.v1.GetModelRequest\x1a\x17.lookalike.v1.ModelInfo\x12O\n\nListModels\x12\x1f.lookalike.v1.ListModelsRequest\x1a .lookalike.v1.ListModelsResponse\x12L\n\tLoadModel\x12\x1e.lookalike.v1.LoadModelRequest\x1a\x1f.lookalike.v1.LoadModelResponse\x12R\n\x0bUnloadModel\x12 .lookalike.v1.UnloadModelRequest\x1a!.lookalike.v1.UnloadModelResponse\x12[\n\x0eReportModelUse\x12#.lookalike.v1.ReportModelUseRequest\x1a$.lookalike.v1.ReportModelUseResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'lookalike.v1.encoder_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_EMBEDDINGENCODING']._serialized_start=1529
-  _globals['_EMBEDDINGENCODING']._serialized_end=1623
-  _globals['_FINGERPRINTKIND']._serialized_start=1625
-  _globals['_FINGERPRINTKIND']._serialized_end=1733
-  _globals['_MODELSTATE']._serialized_start=1735
-  _globals['_MODELSTATE']._serialized_end=1825
-  _globals['_LOADMODELREQUEST']._serialized_start=71
-  _globals['_LOADMODELREQUEST']._serialized_end=128
-  _globals['_LOADMODELRESPONSE']._serialized_start=130
-  _globals['_LOADMODELRESPONSE']._serialized_end=189
-  _globals['_UNLOADMODELREQUEST']._serialized_start=191
-  _globals['_UNLOADMODELREQUEST']._serialized_end=250
-  _globals['_UNLOADMODELRESPONSE']._serialized_start=252
-  _globals['_UNLOADMODELRESPONSE']._serialized_end=315
-  _globals['_EMBEDREQUEST']._serialized_start=318
-  _globals['_EMBEDREQUEST']._serialized_end=522
-  _globals['_EMBEDRESPONSE']._serialized_start=525
-  _globals['_EMBEDRESPONSE']._serialized_end=696
-  _globals['_EMBEDSTREAMREQUEST']._serialized_start=698
-  _globals['_EMBEDSTREAMREQUEST']._serialized_end=763
-  _globals['_EMBEDSTREAMRESPONSE']._serialized_start=765
-  _globals['_EMBEDSTREAMRESPONSE']._serialized_end=833
-  _globals['_RECONSTRUCTREQUEST']._serialized_start=835
-  _globals['_RECONSTRUCTREQUEST']._serialized_end=939
-  _globals['_RECONSTRUCTRESPONSE']._serialized_start=941
-  _globals['_RECONSTRUCTRESPONSE']._serialized_end=1021
-  _globals['_GETMODELREQUEST']._serialized_start=1023
-  _globals['_GETMODELREQUEST']._serialized_end=1079
-  _globals['_LISTMODELSREQUEST']._serialized_start=1081
-  _globals['_LISTMODELSREQUEST']._serialized_end=1100
-  _globals['_LISTMODELSRESPONSE']._serialized_start=1102
-  _globals['_LISTMODELSRESPONSE']._serialized_end=1163
-  _globals['_MODELINFO']._serialized_start=1166
-  _globals['_MODELINFO']._serialized_end=1527
-  _globals['_ENCODER']._serialized_start=1828
-  _globals['_ENCODER']._serialized_end=2386
+  _globals['_EMBEDDINGENCODING']._serialized_start=1786
+  _globals['_EMBEDDINGENCODING']._serialized_end=1880
+  _globals['_FINGERPRINTKIND']._serialized_start=1882
+  _globals['_FINGERPRINTKIND']._serialized_end=1990
+  _globals['_MODELSTATE']._serialized_start=1992
+  _globals['_MODELSTATE']._serialized_end=2082
+  _globals['_REPORTMODELUSEREQUEST']._serialized_start=71
+  _globals['_REPORTMODELUSEREQUEST']._serialized_end=167
+  _globals['_MODELUSE']._serialized_start=169
+  _globals['_MODELUSE']._serialized_end=239
+  _globals['_REPORTMODELUSERESPONSE']._serialized_start=241
+  _globals['_REPORTMODELUSERESPONSE']._serialized_end=309
+  _globals['_LOADMODELREQUEST']._serialized_start=311
+  _globals['_LOADMODELREQUEST']._serialized_end=368
+  _globals['_LOADMODELRESPONSE']._serialized_start=370
+  _globals['_LOADMODELRESPONSE']._serialized_end=429
+  _globals['_UNLOADMODELREQUEST']._serialized_start=431
+  _globals['_UNLOADMODELREQUEST']._serialized_end=490
+  _globals['_UNLOADMODELRESPONSE']._serialized_start=492
+  _globals['_UNLOADMODELRESPONSE']._serialized_end=555
+  _globals['_EMBEDREQUEST']._serialized_start=558
+  _globals['_EMBEDREQUEST']._serialized_end=762
+  _globals['_EMBEDRESPONSE']._serialized_start=765
+  _globals['_EMBEDRESPONSE']._serialized_end=936
+  _globals['_EMBEDSTREAMREQUEST']._serialized_start=938
+  _globals['_EMBEDSTREAMREQUEST']._serialized_end=1003
+  _globals['_EMBEDSTREAMRESPONSE']._serialized_start=1005
+  _globals['_EMBEDSTREAMRESPONSE']._serialized_end=1073
+  _globals['_RECONSTRUCTREQUEST']._serialized_start=1075
+  _globals['_RECONSTRUCTREQUEST']._serialized_end=1179
+  _globals['_RECONSTRUCTRESPONSE']._serialized_start=1181
+  _globals['_RECONSTRUCTRESPONSE']._serialized_end=1261
+  _globals['_GETMODELREQUEST']._serialized_start=1263
+  _globals['_GETMODELREQUEST']._serialized_end=1319
+  _globals['_LISTMODELSREQUEST']._serialized_start=1321
+  _globals['_LISTMODELSREQUEST']._serialized_end=1340
+  _globals['_LISTMODELSRESPONSE']._serialized_start=1342
+  _globals['_LISTMODELSRESPONSE']._serialized_end=1403
+  _globals['_MODELINFO']._serialized_start=1406
+  _globals['_MODELINFO']._serialized_end=1784
+  _globals['_ENCODER']._serialized_start=2085
+  _globals['_ENCODER']._serialized_end=2736
 # @@protoc_insertion_point(module_scope)

@@ -33,6 +33,30 @@ MODEL_STATE_UNSPECIFIED: ModelState
 MODEL_STATE_SERVING: ModelState
 MODEL_STATE_FAILED: ModelState
 
+class ReportModelUseRequest(_message.Message):
+    __slots__ = ("user", "uses", "ttl_seconds")
+    USER_FIELD_NUMBER: _ClassVar[int]
+    USES_FIELD_NUMBER: _ClassVar[int]
+    TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    user: str
+    uses: _containers.RepeatedCompositeFieldContainer[ModelUse]
+    ttl_seconds: int
+    def __init__(self, user: _Optional[str] = ..., uses: _Optional[_Iterable[_Union[ModelUse, _Mapping]]] = ..., ttl_seconds: _Optional[int] = ...) -> None: ...
+
+class ModelUse(_message.Message):
+    __slots__ = ("model", "collections")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    COLLECTIONS_FIELD_NUMBER: _ClassVar[int]
+    model: _images_pb2.ModelRef
+    collections: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, model: _Optional[_Union[_images_pb2.ModelRef, _Mapping]] = ..., collections: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ReportModelUseResponse(_message.Message):
+    __slots__ = ("not_served",)
+    NOT_SERVED_FIELD_NUMBER: _ClassVar[int]
+    not_served: _containers.RepeatedCompositeFieldContainer[_images_pb2.ModelRef]
+    def __init__(self, not_served: _Optional[_Iterable[_Union[_images_pb2.ModelRef, _Mapping]]] = ...) -> None: ...
+
 class LoadModelRequest(_message.Message):
     __slots__ = ("model",)
     MODEL_FIELD_NUMBER: _ClassVar[int]
@@ -128,7 +152,7 @@ class ListModelsResponse(_message.Message):
     def __init__(self, models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("model", "channels", "height", "width", "embedding_dim", "metric", "architecture", "execution_provider", "has_decoder", "preprocessing_json", "requested_execution_provider", "state", "state_message")
+    __slots__ = ("model", "channels", "height", "width", "embedding_dim", "metric", "architecture", "execution_provider", "has_decoder", "preprocessing_json", "requested_execution_provider", "state", "state_message", "used_by")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     CHANNELS_FIELD_NUMBER: _ClassVar[int]
     HEIGHT_FIELD_NUMBER: _ClassVar[int]
@@ -142,6 +166,7 @@ class ModelInfo(_message.Message):
     REQUESTED_EXECUTION_PROVIDER_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     STATE_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    USED_BY_FIELD_NUMBER: _ClassVar[int]
     model: _images_pb2.ModelRef
     channels: int
     height: int
@@ -155,4 +180,5 @@ class ModelInfo(_message.Message):
     requested_execution_provider: str
     state: ModelState
     state_message: str
-    def __init__(self, model: _Optional[_Union[_images_pb2.ModelRef, _Mapping]] = ..., channels: _Optional[int] = ..., height: _Optional[int] = ..., width: _Optional[int] = ..., embedding_dim: _Optional[int] = ..., metric: _Optional[_Union[_images_pb2.Metric, str]] = ..., architecture: _Optional[str] = ..., execution_provider: _Optional[str] = ..., has_decoder: _Optional[bool] = ..., preprocessing_json: _Optional[str] = ..., requested_execution_provider: _Optional[str] = ..., state: _Optional[_Union[ModelState, str]] = ..., state_message: _Optional[str] = ...) -> None: ...
+    used_by: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, model: _Optional[_Union[_images_pb2.ModelRef, _Mapping]] = ..., channels: _Optional[int] = ..., height: _Optional[int] = ..., width: _Optional[int] = ..., embedding_dim: _Optional[int] = ..., metric: _Optional[_Union[_images_pb2.Metric, str]] = ..., architecture: _Optional[str] = ..., execution_provider: _Optional[str] = ..., has_decoder: _Optional[bool] = ..., preprocessing_json: _Optional[str] = ..., requested_execution_provider: _Optional[str] = ..., state: _Optional[_Union[ModelState, str]] = ..., state_message: _Optional[str] = ..., used_by: _Optional[_Iterable[str]] = ...) -> None: ...

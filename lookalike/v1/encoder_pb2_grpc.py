@@ -78,6 +78,11 @@ class EncoderStub:
                 request_serializer=lookalike_dot_v1_dot_encoder__pb2.UnloadModelRequest.SerializeToString,
                 response_deserializer=lookalike_dot_v1_dot_encoder__pb2.UnloadModelResponse.FromString,
                 _registered_method=True)
+        self.ReportModelUse = channel.unary_unary(
+                '/lookalike.v1.Encoder/ReportModelUse',
+                request_serializer=lookalike_dot_v1_dot_encoder__pb2.ReportModelUseRequest.SerializeToString,
+                response_deserializer=lookalike_dot_v1_dot_encoder__pb2.ReportModelUseResponse.FromString,
+                _registered_method=True)
 
 
 class EncoderServicer:
@@ -160,7 +165,21 @@ class EncoderServicer:
         """Stops serving a version (version 0: every version of the model): calls in
         flight finish on it, new ones are NOT_FOUND, and the repository scan does
         not load it again until LoadModel. NOT_FOUND when nothing of that name and
-        version is served. Needs the admin permission.
+        version is served. Needs the admin permission. FAILED_PRECONDITION
+        (MODEL_IN_USE) for a version a collection uses (ModelInfo.used_by).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReportModelUse(self, request, context):
+        """Says which model versions a user's collections hold vectors of (a search
+        service reports its own every minute, and at each change). A version in
+        use is served as long as it is in use: the version policy keeps it, the
+        repository scan loads it when it is on disk, UnloadModel refuses it.
+        GetModel and ListModels name its users (ModelInfo.used_by). A report
+        replaces the same user's previous one and lasts ttl_seconds, so a user
+        that is gone stops holding versions.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -203,6 +222,11 @@ def add_EncoderServicer_to_server(servicer, server):
                     servicer.UnloadModel,
                     request_deserializer=lookalike_dot_v1_dot_encoder__pb2.UnloadModelRequest.FromString,
                     response_serializer=lookalike_dot_v1_dot_encoder__pb2.UnloadModelResponse.SerializeToString,
+            ),
+            'ReportModelUse': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportModelUse,
+                    request_deserializer=lookalike_dot_v1_dot_encoder__pb2.ReportModelUseRequest.FromString,
+                    response_serializer=lookalike_dot_v1_dot_encoder__pb2.ReportModelUseResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -403,6 +427,33 @@ class Encoder:
             '/lookalike.v1.Encoder/UnloadModel',
             lookalike_dot_v1_dot_encoder__pb2.UnloadModelRequest.SerializeToString,
             lookalike_dot_v1_dot_encoder__pb2.UnloadModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportModelUse(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lookalike.v1.Encoder/ReportModelUse',
+            lookalike_dot_v1_dot_encoder__pb2.ReportModelUseRequest.SerializeToString,
+            lookalike_dot_v1_dot_encoder__pb2.ReportModelUseResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -60,6 +60,7 @@ class ErrorReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PERMISSION_DENIED: _ClassVar[ErrorReason]
     QUEUE_FULL: _ClassVar[ErrorReason]
     MODEL_LOAD_FAILED: _ClassVar[ErrorReason]
+    MODEL_IN_USE: _ClassVar[ErrorReason]
 ERROR_REASON_UNSPECIFIED: ErrorReason
 REQUIRED_FIELD_MISSING: ErrorReason
 BATCH_EMPTY: ErrorReason
@@ -114,3 +115,4 @@ TOKEN_INVALID: ErrorReason
 PERMISSION_DENIED: ErrorReason
 QUEUE_FULL: ErrorReason
 MODEL_LOAD_FAILED: ErrorReason
+MODEL_IN_USE: ErrorReason
