@@ -96,7 +96,7 @@ def pytorch_eager(checkpoint: Path, device: str, threads: int):
     from training.checkpoint import load_checkpoint
 
     torch.set_num_threads(threads)
-    torch_device = torch.device("cuda" if device == "cuda" else "cpu")
+    torch_device = torch.device("cpu" if device == "cpu" else "cuda")
     encoder = load_checkpoint(checkpoint).model.encoder.to(torch_device).eval()
 
     def embed(images: np.ndarray) -> np.ndarray:
@@ -160,7 +160,7 @@ def main() -> None:
     parser.add_argument("--model", default="digits")
     parser.add_argument("--seconds", type=float, default=3.0, help="per measurement")
     parser.add_argument("--server-flags", default="", help="extra flags for the service, e.g. '--max-queue-delay-ms 1'")
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="for ONNX Runtime, PyTorch and the service")
+    parser.add_argument("--device", choices=("cpu", "cuda", "tensorrt"), default="cpu", help="for ONNX Runtime, PyTorch and the service")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="intra-op threads of ONNX Runtime and PyTorch alone")
     parser.add_argument("--checkpoint", type=Path, help="the model's training checkpoint: adds PyTorch eager rows (needs torch)")
     args = parser.parse_args()

@@ -1,7 +1,7 @@
 """Which ONNX Runtime execution providers to ask for.
 
-onnxruntime-gpu lists CUDA as available even where CUDA is missing; asking for
-it there logs an ERROR and silently runs on CPU. So CUDA is requested only when
+onnxruntime-gpu lists CUDA (and TensorRT) as available even where they are
+missing; asking for them there logs an ERROR and silently runs on CPU. So CUDA is requested only when
 its libraries load, and callers report `session.get_providers()`, what really runs
 (a model that still falls back is logged as a WARNING, reported by GetModel and
 exported as `lookalike_encoder_provider_fallback`).
@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
+TENSORRT = "TensorrtExecutionProvider"
+TENSORRT_LIBRARY = "libnvinfer.so.10"  # TensorRT 10, which onnxruntime-gpu 1.31 is built against
 
 
 def _cuda_libraries(cuda_version: str) -> list[str]:
@@ -49,15 +51,45 @@ def cuda_loadable() -> bool:
     return True
 
 
+def tensorrt_loadable() -> bool:
+    """TensorRT is optional and not in the `gpu` extra: it runs when its library is on the loader path."""
+    if TENSORRT not in onnxruntime.get_available_providers():
+        return False
+    try:
+        ctypes.CDLL(TENSORRT_LIBRARY)
+    except OSError as missing:
+        log.info("TensorRT not usable", extra={"fields": {"reason": str(missing)}})
+        return False
+    return True
+
+
 def providers_for(device: str) -> list[str]:
-    """`auto`: CUDA when it loads, else CPU; `cuda`: CUDA or an error; `cpu`: CPU."""
+    """`auto`: CUDA when it loads, else CPU; `cuda`: CUDA or an error; `tensorrt`: TensorRT then CUDA
+    (for what TensorRT does not take), or an error; `cpu`: CPU."""
     if device == "cpu":
         return [CPU]
+    if device == "tensorrt":
+        if not (cuda_loadable() and tensorrt_loadable()):
+            raise RuntimeError(f"device=tensorrt but {TENSORRT_LIBRARY} or the CUDA libraries cannot be loaded")
+        return [TENSORRT, CUDA, CPU]
     if cuda_loadable():
         return [CUDA, CPU]
     if device == "cuda":
         raise RuntimeError("device=cuda but the CUDA libraries ONNX Runtime needs cannot be loaded")
     return [CPU]
+
+
+def session_providers(providers: list[str], engine_cache: str) -> list:
+    """`providers` as InferenceSession takes them. TensorRT builds an engine per model and input
+    shape, which takes seconds to minutes: it keeps them in `engine_cache` (the encoder's
+    tensorrt_engine_cache setting), so a restart or a replica sharing that volume reuses them. The queue runs one shape on a GPU
+    (encoder_service/batching.py), so each model version builds one engine."""
+    return [
+        (name, {"trt_engine_cache_enable": True, "trt_engine_cache_path": engine_cache, "trt_timing_cache_enable": True})
+        if name == TENSORRT
+        else name
+        for name in providers
+    ]
 
 
 def _preload_python_packages() -> None:

@@ -53,6 +53,7 @@ class ModelRepository:
         serve_versions: dict[str, list[int]] | None = None,
         warm_up_batch: int = 1,
         model_use: ModelUse | None = None,
+        engine_cache: Path = Path("tensorrt-cache"),
     ) -> None:
         """`queue_for` puts a loaded model behind its queue (the service's batching settings);
         `keep_versions` 0 serves every version, N the newest N of each model; `serve_versions`
@@ -66,6 +67,7 @@ class ModelRepository:
         self.serve_versions = {name: set(versions) for name, versions in (serve_versions or {}).items()}
         self.warm_up_batch = warm_up_batch
         self.model_use = model_use or ModelUse()
+        self.engine_cache = engine_cache
         self._models: dict[tuple[str, int], ModelQueue] = {}
         # version -> (mtime of its encoder when loading failed, why, without server paths)
         self._broken: dict[tuple[str, int], tuple[float, str]] = {}
@@ -152,7 +154,9 @@ class ModelRepository:
     def _load(self, key: tuple[str, int], mtime: float) -> ModelQueue:
         """The version loaded and warmed up, behind its queue; FailedPrecondition (recorded) when it fails."""
         try:
-            model = OnnxModel(model_format.version_dir(self.root, *key), self.providers, self.intra_op_threads, spinning=False)
+            model = OnnxModel(
+                model_format.version_dir(self.root, *key), self.providers, self.intra_op_threads, spinning=False, engine_cache=self.engine_cache
+            )
             model.embed(np.zeros((self.warm_up_batch, *model.card.preprocessing.shape), np.float32))
         except Exception as error:  # anything ONNX Runtime or the metadata raise
             why = str(error).replace(str(self.root.resolve()), "<repository>").replace(str(self.root), "<repository>")

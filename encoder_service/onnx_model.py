@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime
 
+from encoder_service.execution_providers import session_providers
 from lookalike import model_format
 from lookalike.errors import FailedPrecondition, Reason
 from lookalike.model_format import ModelCard
@@ -22,7 +23,9 @@ from lookalike.model_format import ModelCard
 class OnnxModel:
     """Encoder (and decoder) sessions of `models/<name>/<version>/`; thread-safe, as ORT sessions are."""
 
-    def __init__(self, version_dir: Path, providers: list[str], intra_op_threads: int = 0, *, spinning: bool = True) -> None:
+    def __init__(
+        self, version_dir: Path, providers: list[str], intra_op_threads: int = 0, *, spinning: bool = True, engine_cache: Path = Path("tensorrt-cache")
+    ) -> None:
         """`spinning` False stops idle intra-op threads from spinning, for a process whose other
         threads need the cores (encoder_service/thread_plan.py)."""
         self.version_dir = version_dir
@@ -31,9 +34,10 @@ class OnnxModel:
         if not spinning:
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         encoder_path, decoder_path = version_dir / model_format.ENCODER_FILE, version_dir / model_format.DECODER_FILE
-        self.encoder = onnxruntime.InferenceSession(str(encoder_path), options, providers=providers)
+        engines = str(engine_cache / version_dir.parent.name / version_dir.name)  # TensorRT's, when it runs
+        self.encoder = onnxruntime.InferenceSession(str(encoder_path), options, providers=session_providers(providers, engines))
         self.decoder = (
-            onnxruntime.InferenceSession(str(decoder_path), options, providers=providers) if decoder_path.exists() else None
+            onnxruntime.InferenceSession(str(decoder_path), options, providers=session_providers(providers, engines)) if decoder_path.exists() else None
         )
         self.card = _read_card(self.encoder, version_dir)
         # What runs, not what was asked: ONNX Runtime falls back to CPU when CUDA fails to start.

@@ -96,6 +96,7 @@ def load_models(settings: EncoderSettings) -> tuple[ModelRepository, DecodePool]
         keep_versions=settings.keep_versions,
         serve_versions=settings.serve_versions,
         warm_up_batch=settings.max_model_batch,
+        engine_cache=settings.tensorrt_engine_cache,
     )
     repository.refresh()
     return repository, DecodePool(threads.decode_threads, settings.max_image_pixels)

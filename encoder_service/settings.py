@@ -27,7 +27,12 @@ class EncoderSettings(SecuritySettings):  # host, TLS, tokens, reflection: docs/
         description='version policy as a list, per model: {"digits": [1, 3]} serves exactly those versions of digits '
         "(keep_versions applies to the models not named); a listed version missing from the repository is shown as failed by ListModels",
     )
-    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto uses CUDA only when its libraries load")
+    device: Literal["auto", "cpu", "cuda", "tensorrt"] = Field(
+        "auto", description="auto uses CUDA only when its libraries load; tensorrt: TensorRT 10 first, then CUDA (needs libnvinfer)"
+    )
+    tensorrt_engine_cache: Path = Field(
+        Path("tensorrt-cache"), description="where TensorRT keeps the engines it builds, per model version (writable; share it between restarts)"
+    )
     # Threads and batching: encoder_service/thread_plan.py and docs/operations.md say how they are chosen.
     intra_op_threads: int = Field(0, ge=0, description="ONNX Runtime threads per model; 0: half the cores (1 with a GPU)")
     decode_threads: int = Field(0, ge=0, description="threads decoding images, shared by all models; 0: the cores the model does not use")

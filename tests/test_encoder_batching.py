@@ -231,3 +231,25 @@ def test_fixed_shape_runs_pad_and_split_to_the_batch_and_give_the_same_embedding
         assert [shape[0] for shape in model.shapes] == [8, 8, 8, 8, 8, 8], "1, 5 and 8 rows in one run each, 19 in three"
     finally:
         queue.close()
+
+
+def test_tensorrt_is_asked_for_first_and_a_fallback_is_visible(monkeypatch, tmp_path):
+    # As for CUDA above: this machine has neither, so both libraries are said to load; ONNX Runtime
+    # really tries TensorRT and CUDA, fails, and runs on CPU, which GetModel and the metric show.
+    repository = tmp_path / "models"
+    write_linear_model(repository, name="trt")
+    with pytest.raises(RuntimeError, match="libnvinfer"):
+        create_server(EncoderSettings(host="127.0.0.1", port=0, model_repository=repository, device="tensorrt"))
+    monkeypatch.setattr(execution_providers, "cuda_loadable", lambda: True)
+    monkeypatch.setattr(execution_providers, "tensorrt_loadable", lambda: True)
+    server, port = create_server(
+        EncoderSettings(host="127.0.0.1", port=0, model_repository=repository, refresh_seconds=0, device="tensorrt", tensorrt_engine_cache=tmp_path / "engines")
+    )
+    server.start()
+    try:
+        with EncoderClient(f"127.0.0.1:{port}") as client:
+            info = client.get_model("trt")
+        assert (info.execution_provider, info.requested_execution_provider) == ("CPUExecutionProvider", "TensorrtExecutionProvider")
+        assert sample("lookalike_encoder_provider_fallback", "trt") == 1
+    finally:
+        server.stop(None)
