@@ -68,3 +68,15 @@ clean:
 .PHONY: certs
 certs:
 	tools/make_certs.sh certs
+
+# The container images (deploy/Dockerfile) built and run for real: makes the base image with
+# debootstrap when missing, builds lookalike/encoder:dev and lookalike/search:dev, lints the Dockerfile,
+# starts both containers (TLS, tokens, loopback ports) and checks them with the Python client
+# (tests/deploy). Needs root, debootstrap and a running docker daemon: deploy/README.md. Run it on
+# every change to deploy/.
+.PHONY: deploy-test
+deploy-test: $(STAMP)
+	$(BIN)/hadolint deploy/Dockerfile
+	test -d demo-output/models/digits || $(MAKE) demo
+	deploy/build.sh
+	LOOKALIKE_DEPLOY_TEST=1 $(BIN)/python -m pytest -q tests/deploy

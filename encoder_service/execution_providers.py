@@ -29,8 +29,10 @@ TENSORRT_LIBRARY = "libnvinfer.so.10"  # TensorRT 10, which onnxruntime-gpu 1.31
 
 
 def _cuda_libraries(cuda_version: str) -> list[str]:
+    """The driver (the host's: no package brings it, so a host without a GPU stops here) and the
+    libraries onnxruntime-gpu loads (the `gpu` extra's packages, or the system's)."""
     major = cuda_version.split(".")[0]
-    return [f"libcudart.so.{major}", f"libcublasLt.so.{major}", "libcudnn.so.9"]
+    return ["libcuda.so.1", f"libcudart.so.{major}", f"libcublasLt.so.{major}", "libcudnn.so.9"]
 
 
 def cuda_loadable() -> bool:
