@@ -1,6 +1,6 @@
 """Tells the encoder which model versions this service's collections hold vectors of, so it keeps
-serving them (the encoder's ReportModelUse; encoder_service/model_use.py): every `every_seconds`,
-and at once after a collection is created or deleted (`poke`). A report lasts three periods on the
+serving them (the encoder's ReportModelUse; encoder_service/model_use.py): every `every_seconds`
+(the first one period after start), and at once after a collection is created or deleted (`poke`). A report lasts three periods on the
 encoder, so a search service that is gone stops holding versions there.
 
 Best effort: an encoder that cannot be reached is logged once until it answers again; its version
@@ -61,7 +61,12 @@ class ModelUseReporter:
             log.error("a model version in use is not served by the encoder", extra={"fields": {"model": ref.name, "version": ref.version}})
 
     def _run(self) -> None:
-        while not self._stopping.is_set():
-            self.report()
+        # Waits before the first report: a call at start, before the encoder is up, would leave the
+        # shared channel in reconnect backoff just when the first clients arrive. Until the first
+        # report (a period, or the first create or delete) the encoder's own policy decides.
+        while True:
             self._poked.wait(self.every)
             self._poked.clear()
+            if self._stopping.is_set():
+                return
+            self.report()
