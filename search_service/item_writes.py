@@ -34,7 +34,7 @@ def picture_of(item: search_pb2.Item) -> bytes | None:
 class Follower(Protocol):
     """What follows a collection's writes: a reindex's `sync`."""
 
-    def sync(self, ids: Sequence[str]) -> None: ...
+    def sync(self, ids: Sequence[str]) -> int: ...
 
 
 class ItemWrites:

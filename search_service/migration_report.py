@@ -81,9 +81,7 @@ def measure(
         nearest = {i: collection.search(vectors[i], 10, exclude_ids={i}, exact=True) for i in ids}
         neighbours.append(nearest)
         by_edit = [_copy_recall(collection, embed, ids, pictures, edit) for edit in EDIT_NAMES]
-        precision = None
-        if label_prefix:
-            precision = float(np.mean([np.mean([_label(h.tags, label_prefix) == labels[i] for h in nearest[i]]) if nearest[i] and labels[i] else 0.0 for i in ids]))
+        precision = _precision(ids, nearest, labels, label_prefix) if label_prefix else None
         scores = [nearest[i][0].score for i in ids if nearest[i]]
         spec = collection.spec
         sides.append(
@@ -108,6 +106,12 @@ def passes(report: MigrationReport, require_no_worse_copy_recall: bool, max_drop
             f"more than the {max_drop:.3f} the policy allows"
         )
     return True, ""
+
+
+def _precision(ids: list[str], nearest: dict, labels: dict[str, str], prefix: str) -> float:
+    """Mean share of each item's nearest other items that carry its label; 0 for an unlabelled item."""
+    shares = [np.mean([_label(hit.tags, prefix) == labels[i] for hit in nearest[i]]) if nearest[i] and labels[i] else 0.0 for i in ids]
+    return float(np.mean(shares))
 
 
 def _label(tags: Sequence[str], prefix: str) -> str:

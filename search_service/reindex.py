@@ -31,7 +31,7 @@ from search_service.collection_store import CollectionStore
 from search_service.encoder_gateway import EncoderGateway
 from search_service.item_writes import ItemWrites
 from search_service.mirror import Mirror
-from search_service.operations import CANCELLED, FAILED, RUNNING, SUCCEEDED, OperationRecord, OperationStore
+from search_service.operations import CANCELLED, FAILED, PREFIX, RUNNING, SUCCEEDED, OperationRecord, OperationStore
 from search_service.settings import SearchSettings
 
 log = logging.getLogger(__name__)
@@ -115,15 +115,9 @@ class Reindex:
         self._save()
 
     def _prepare(self) -> None:
-        """The live collection must still keep sources, and the new one exist (StartReindex made it)."""
-        source = self.store.get(self.record.source)
+        """Both collections must still be there (StartReindex checked the rest, which cannot change)."""
+        self.store.get(self.record.source)
         self.store.get(self.record.target)
-        if self.store.sources_of(source.spec.name) is None:
-            raise FailedPrecondition(
-                f"collection '{self.record.source}' keeps no sources: create it with keep_sources to reindex it",
-                reason=Reason.SOURCES_NOT_KEPT,
-                metadata={"collection": self.record.source},
-            )
         self._save()
 
     def _pass(self) -> int:
@@ -185,7 +179,7 @@ class Reindex:
         record = self.record
         source, target = self.store.get(record.source), self.store.get(record.target)
         kept = self.store.sources_of(source.spec.name)
-        candidates = [i for i in _all_ids(target)]
+        candidates = _all_ids(target)
         rng = np.random.default_rng(migration_report.SEED)
         sample = sorted(rng.choice(candidates, min(record.report_sample, len(candidates)), replace=False).tolist()) if candidates else []
         if not sample:
@@ -275,7 +269,7 @@ class Reindexer:
         return record
 
     def get(self, name: str) -> OperationRecord:
-        record = self._records.get(name.removeprefix("operations/")) if name.startswith("operations/") else None
+        record = self._records.get(name.removeprefix(PREFIX)) if name.startswith(PREFIX) else None
         if record is None:
             raise NotFound(f"operation {name!r} not found", reason=Reason.OPERATION_NOT_FOUND, field="name", metadata={"operation": name})
         return record
