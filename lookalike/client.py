@@ -59,13 +59,20 @@ def new_channel(
     turn); empty: gRPC's default, pick_first (one connection, to the first address that answers).
     `reconnect_seconds` caps the wait between attempts to reach a server that was down (gRPC's
     default grows to 2 minutes, and calls meanwhile fail at once): for a server's own upstream.
+    Such a channel also keeps its connections to itself: gRPC shares them between the channels of a
+    process by address, so another channel's failures against that address (a client of a server
+    that stopped, whose port a new server now has) would put this one in backoff too.
     """
     options = message_options(max_message_bytes)
     if load_balancing:
         options.append(("grpc.lb_policy_name", load_balancing))
     if reconnect_seconds:
         ms = int(reconnect_seconds * 1000)
-        options += [("grpc.initial_reconnect_backoff_ms", min(ms, 1000)), ("grpc.max_reconnect_backoff_ms", ms)]
+        options += [
+            ("grpc.initial_reconnect_backoff_ms", min(ms, 1000)),
+            ("grpc.max_reconnect_backoff_ms", ms),
+            ("grpc.use_local_subchannel_pool", 1),
+        ]
     if credentials is None:
         return with_token(grpc.insecure_channel(target, options=options), token)
     if token:
