@@ -16,7 +16,7 @@ import dataclasses
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import BinaryIO, NamedTuple
 
 import grpc
 import numpy as np
@@ -31,6 +31,10 @@ _FLOAT32_LE = np.dtype("<f4")  # packed tensors and embeddings (Tensor.packed_va
 
 ImageInput = bytes | np.ndarray  # encoded file bytes, or a preprocessed (C, H, W) float32 tensor
 ModelInput = images_pb2.ModelRef | tuple[str, int]  # ("digits", 2) or the ModelRef an embed returned
+# A backup file: this magic (format 1), the BackupHeader's length (u32, little-endian) and bytes,
+# then the snapshot's bytes as ExportCollection streamed them.
+BACKUP_MAGIC = b"LOOKALIKE-BACKUP-1\n"
+_BACKUP_CHUNK_BYTES = 1 << 20
 AttributeRanges = Mapping[str, tuple[float | None, float | None]]  # {"price": (None, 20.0)}: min, max inclusive; None: unbounded
 
 
@@ -257,6 +261,19 @@ def search_request(
     elif item_id is not None:
         request.item_id = item_id
     return request
+
+
+def read_backup_header(source: BinaryIO) -> search_pb2.BackupHeader:
+    """The header of a backup file (`SearchClient.export_collection`), leaving `source` at the
+    snapshot's first byte; ValueError if it is not a backup file."""
+    start = source.read(len(BACKUP_MAGIC) + 4)
+    if len(start) < len(BACKUP_MAGIC) + 4 or not start.startswith(BACKUP_MAGIC):
+        raise ValueError("not a Lookalike collection backup (export_collection writes them)")
+    length = int.from_bytes(start[len(BACKUP_MAGIC) :], "little")
+    encoded = source.read(length)
+    if len(encoded) != length:
+        raise ValueError("the backup file is cut short inside its header")
+    return search_pb2.BackupHeader.FromString(encoded)
 
 
 def search_results(response: search_pb2.SearchResponse) -> SearchResults:
@@ -506,6 +523,51 @@ class SearchClient(_Client):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{name} is still {operation.phase} after {timeout:.0f} s")
             time.sleep(poll_seconds)
+
+    def export_collection(
+        self, collection: str, out: BinaryIO, *, timeout: float | None = None, on_bytes: Callable[[int], None] | None = None
+    ) -> search_pb2.BackupHeader:
+        """Writes a backup of the collection, as of now, to the binary file `out` (the format
+        `import_collection` reads: BACKUP_MAGIC, the header's length and bytes, then the snapshot);
+        returns its header. `on_bytes(n)` after each chunk written; `timeout` bounds the whole
+        stream (default: none)."""
+        request = search_pb2.ExportCollectionRequest(collection=collection)
+        header = None
+        try:
+            for chunk in self.stub.ExportCollection(iter([request]), timeout=timeout):
+                if chunk.WhichOneof("part") == "header":
+                    header = chunk.header
+                    encoded = header.SerializeToString()
+                    out.write(BACKUP_MAGIC + len(encoded).to_bytes(4, "little") + encoded)
+                else:
+                    out.write(chunk.data)
+                    if on_bytes is not None:
+                        on_bytes(len(chunk.data))
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
+        assert header is not None, "ExportCollection sends its header first"
+        return header
+
+    def import_collection(
+        self, source: BinaryIO, name: str, *, timeout: float | None = None, on_bytes: Callable[[int], None] | None = None
+    ) -> search_pb2.Collection:
+        """Creates the collection `name` from a backup file that `export_collection` wrote. The server
+        checks it whole before the collection appears; a damaged file raises InvalidArgument
+        (BACKUP_DAMAGED) and creates nothing. ValueError if `source` is not such a file."""
+        header = read_backup_header(source)
+
+        def requests() -> Iterator[search_pb2.ImportCollectionRequest]:
+            yield search_pb2.ImportCollectionRequest(header=search_pb2.ImportCollectionHeader(name=name, backup=header))
+            while chunk := source.read(_BACKUP_CHUNK_BYTES):
+                yield search_pb2.ImportCollectionRequest(data=chunk)
+                if on_bytes is not None:
+                    on_bytes(len(chunk))
+
+        try:
+            (answer,) = self.stub.ImportCollection(requests(), timeout=timeout)
+            return answer.collection
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
 
     def upsert(
         self, collection: str, items: Sequence[ItemToUpsert], *, model: ModelInput | None = None, timeout: float | None = None

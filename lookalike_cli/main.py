@@ -173,6 +173,26 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     delete_alias = alias_actions.add_parser("delete", help="delete the alias NAME (not its collection)")
     delete_alias.add_argument("name")
 
+    backup = commands.add_parser(
+        "backup",
+        help="write a backup of a collection, as of now, to a file (writes go on meanwhile)",
+        description="Writes a backup of --collection (its settings and a snapshot taken for the occasion: every "
+        "acknowledged item with its vector, tags, uri, attributes and copy fingerprint; not kept sources) to OUT. "
+        "Needs an admin token. On a sharded deployment, back up each shard: docs/operations.md.",
+    )
+    _client_flags(backup)
+    backup.add_argument("out", type=Path, help="the backup file to write")
+    backup.add_argument("--no-progress", action="store_true", help="no progress bar, one line when done")
+    restore = commands.add_parser(
+        "restore",
+        help="create a collection from a backup file",
+        description="Creates the collection --collection from BACKUP (written by `lookalike backup`). The server "
+        "checks the file whole before the collection appears: a damaged file creates nothing. Needs an admin token.",
+    )
+    _client_flags(restore)
+    restore.add_argument("backup", type=Path, help="the backup file")
+    restore.add_argument("--no-progress", action="store_true", help="no progress bar, one line when done")
+
     token = commands.add_parser("token", help="make bearer tokens for the servers' tokens files")
     token_actions = token.add_subparsers(dest="action", required=True, metavar="ACTION")
     new_token = token_actions.add_parser(
@@ -363,6 +383,22 @@ def _alias(args) -> int:
         return migrating.alias(client, args)
 
 
+def _backup(args) -> int:
+    from lookalike.client import SearchClient
+    from lookalike_cli import backing_up
+
+    with SearchClient(args.search, timeout=args.timeout, **_connection(args)) as client:
+        return backing_up.backup(client, args.collection, args.out, progress=not args.no_progress)
+
+
+def _restore(args) -> int:
+    from lookalike.client import SearchClient
+    from lookalike_cli import backing_up
+
+    with SearchClient(args.search, timeout=args.timeout, **_connection(args)) as client:
+        return backing_up.restore(client, args.backup, args.collection, progress=not args.no_progress)
+
+
 def _demo(args) -> int:
     from lookalike_cli.demo import run_demo
 
@@ -387,6 +423,8 @@ COMMANDS = {
     "query": _query,
     "migrate": _migrate,
     "alias": _alias,
+    "backup": _backup,
+    "restore": _restore,
     "token": _token,
     "demo": _demo,
 }

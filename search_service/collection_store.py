@@ -1,7 +1,7 @@
 """Every collection of the search service, under `<data_dir>/collections/<name>/`.
 
-Creating writes the new collection's `collection.json` and its high-water mark in a hidden
-staging directory and renames it into place; deleting renames the directory to a hidden name
+Creating writes the new collection's `collection.json` and its high-water mark (restoring a
+backup: also its snapshot, backups.py) in a hidden staging directory and renames it into place; deleting renames the directory to a hidden name
 before removing it. Either way a crash leaves a whole collection or none, and hidden leftovers
 are removed on the next start. Directories are created 0700 and files 0600, whatever the umask.
 
@@ -47,6 +47,7 @@ from copy_detection.verdict import Thresholds
 from lookalike.model_format import is_model_name
 from search_service import high_water_mark
 from search_service.aliases import Alias, AliasTable
+from search_service.backups import OpenBackup, open_backup
 from search_service.source_store import SourceStore
 from search_service.collection import DAMAGED, METRICS, Collection, CollectionInfo, CollectionSpec
 from search_service.vector_index import IndexPolicy
@@ -215,33 +216,50 @@ class CollectionStore:
 
     def create(self, spec: CollectionSpec) -> CollectionInfo:
         validate_spec(spec)
-        with self._lock:
-            self._check_open()
-            path = self._root / spec.name
-            self._check_not_an_alias(spec.name)
-            if spec.name in self._collections or spec.name in self._failed or path.exists():
-                raise AlreadyExists(
-                    f"collection '{spec.name}' already exists",
-                    reason=Reason.COLLECTION_EXISTS,
-                    metadata={"collection": spec.name},
-                )
-            staging = self._root / f".creating-{spec.name}-{uuid.uuid4().hex}"
-            create_directories(staging)
-            try:
-                write_atomically(staging / SPEC_FILE, lambda f: f.write(_spec_to_json(spec)), fsync=self._fsync)
-                high_water_mark.create(staging, fsync=self._fsync)
+        return self._install(spec, lambda staging: high_water_mark.create(staging, fsync=self._fsync))
+
+    def restore(self, spec: CollectionSpec, fill: Callable[[Path], None]) -> CollectionInfo:
+        """A collection made from a backup: `fill(staging)` writes and checks its snapshot and
+        high-water mark in a staging directory, outside the store's lock (it may take long); the
+        directory becomes the collection only if it returns."""
+        validate_spec(spec)
+        with self._lock:  # refuse a taken name before the backup's bytes are sent
+            self._check_name_free(spec.name)
+        return self._install(spec, fill)
+
+    def backup(self, name: str) -> OpenBackup:
+        """A fresh snapshot of the collection (or the one an alias points at), held open for sending."""
+        collection = self.get(name)
+        return open_backup(collection, self._root / collection.spec.name)
+
+    def _install(self, spec: CollectionSpec, fill: Callable[[Path], None]) -> CollectionInfo:
+        staging = self._root / f".creating-{spec.name}-{uuid.uuid4().hex}"
+        create_directories(staging)
+        try:
+            write_atomically(staging / SPEC_FILE, lambda f: f.write(_spec_to_json(spec)), fsync=self._fsync)
+            fill(staging)
+            with self._lock:  # the name is taken from here on: the directory exists
+                self._check_open()
+                self._check_name_free(spec.name)
+                path = self._root / spec.name
                 os.rename(staging, path)
                 if self._fsync:
                     fsync_directory(self._root)
-            except BaseException:
-                shutil.rmtree(staging, ignore_errors=True)
-                raise
-            collection = self._open(path, spec)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        try:
+            collection = self._open(path, spec)  # a restored one builds its index: not under the lock
+        except BaseException:
+            doomed = self._root / f".deleted-{spec.name}-{uuid.uuid4().hex}"
+            os.rename(path, doomed)
+            shutil.rmtree(doomed, ignore_errors=True)
+            raise
+        with self._lock:
             self._collections[spec.name] = collection
-            logger.info("created collection %r: %s, dimension %d", spec.name, spec.metric, spec.dimension)
-            info = collection.info()
+        logger.info("created collection %r: %s, dimension %d, %d items", spec.name, spec.metric, spec.dimension, collection.info().size)
         self._tell_watchers()
-        return info
+        return collection.info()
 
     def get(self, name: str) -> Collection:
         """The collection of that name, or the one the alias of that name points at."""
@@ -415,6 +433,15 @@ class CollectionStore:
                 reason=Reason.ALIAS_EXISTS,
                 field="name",
                 metadata={"alias": name},
+            )
+
+    def _check_name_free(self, name: str) -> None:
+        self._check_not_an_alias(name)
+        if name in self._collections or name in self._failed or (self._root / name).exists():
+            raise AlreadyExists(
+                f"collection '{name}' already exists",
+                reason=Reason.COLLECTION_EXISTS,
+                metadata={"collection": name},
             )
 
     def _check_collection(self, name: str) -> None:

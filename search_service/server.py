@@ -29,7 +29,10 @@ PERMISSIONS = auth.method_permissions(
     SERVICE,
     read=["Search", "SearchBatch", "FindCopies", "Get", "ListItems", "ListCollections", "GetCollection", "ListAliases", "GetOperation", "ListOperations"],
     write=["Upsert", "UpsertStream", "UpdateItems", "Delete"],
-    admin=["CreateCollection", "DeleteCollection", "CreateAlias", "SwitchAlias", "DeleteAlias", "StartReindex", "CancelOperation"],
+    admin=[
+        "CreateCollection", "DeleteCollection", "CreateAlias", "SwitchAlias", "DeleteAlias", "StartReindex", "CancelOperation",
+        "ExportCollection", "ImportCollection",  # a backup holds the whole catalogue; a restore creates one
+    ],
 )
 
 

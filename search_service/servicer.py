@@ -16,9 +16,10 @@ from copy_detection.verdict import Evidence, ThresholdError, Thresholds, Verdict
 from lookalike.errors import AlreadyExists, FailedPrecondition, Internal, InvalidArgument, NotFound, Reason
 from lookalike.model_format import METRIC_ENUM, METRIC_NAME
 from lookalike.v1 import encoder_pb2, images_pb2, search_pb2, search_pb2_grpc
-from search_service import bulk_ingest, reindex_requests, search_requests
+from search_service import backup_requests, bulk_ingest, reindex_requests, search_requests
 from search_service.collection import DAMAGED, READY, UPDATABLE_FIELDS, Collection, CollectionInfo, CollectionSpec, IndexInfo, StoredItem
 from search_service.aliases import Alias
+from search_service.backups import receive_backup
 from search_service.collection_store import CollectionStore
 from search_service.copy_search import CopyOptions, CopyQuery, FoundCopy, find_copies
 from search_service.encoder_gateway import EncoderGateway
@@ -100,6 +101,21 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
 
     def CancelOperation(self, request: search_pb2.CancelOperationRequest, context) -> search_pb2.Operation:
         return self._operation(self.reindexer.cancel(request.name))
+
+    def ExportCollection(self, request_iterator, context):
+        name = backup_requests.only_request(request_iterator).collection
+        collection = _collection(self.store.describe(name))
+        return backup_requests.export_stream(collection, self.store.backup(name))
+
+    def ImportCollection(self, request_iterator, context):
+        messages = iter(request_iterator)
+        header = backup_requests.first_header(messages)
+        spec = _restored_spec(header)
+        facts = backup_requests.facts_of(header.backup)
+        data = backup_requests.data_of(messages)
+        fsync = self.settings.fsync
+        info = self.store.restore(spec, lambda staging: receive_backup(staging, facts, data, dimension=spec.dimension, fsync=fsync))
+        yield search_pb2.ImportCollectionResponse(collection=_collection(info))
 
     def _operation(self, record, *, with_picture: bool = True) -> search_pb2.Operation:
         return reindex_requests.operation(record, self.reindexer.picture(record) if with_picture else b"")
@@ -377,6 +393,25 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
             )
         ref = images_pb2.ModelRef(name=spec.model_name, version=spec.model_version)
         return self.encoder.embed(ref, images, fields, context.time_remaining(), fingerprints)
+
+
+def _restored_spec(header: search_pb2.ImportCollectionHeader) -> CollectionSpec:
+    """The backed-up collection's settings under the new name. Kept sources are not in a backup,
+    so the restored collection keeps none (docs/operations.md)."""
+    backed_up = header.backup.collection
+    if backed_up.metric not in METRIC_NAME:
+        raise InvalidArgument(f"unknown metric {backed_up.metric}", reason=Reason.METRIC_INVALID, field="header.backup.collection.metric")
+    thresholds = search_pb2.CreateCollectionRequest(find_copies=backed_up.find_copies)
+    if backed_up.find_copies:
+        thresholds.copy_thresholds.CopyFrom(backed_up.copy_thresholds)
+    return CollectionSpec(
+        name=header.name,
+        dimension=backed_up.dimension,
+        metric=METRIC_NAME[backed_up.metric],
+        model_name=backed_up.model.name,
+        model_version=backed_up.model.version,
+        copy_thresholds=_requested_thresholds(thresholds),
+    )
 
 
 def _satisfies(existing: CollectionSpec, wanted: CollectionSpec, request: search_pb2.CreateCollectionRequest) -> bool:

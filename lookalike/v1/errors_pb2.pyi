@@ -61,6 +61,7 @@ class ErrorReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     QUEUE_FULL: _ClassVar[ErrorReason]
     MODEL_LOAD_FAILED: _ClassVar[ErrorReason]
     MODEL_IN_USE: _ClassVar[ErrorReason]
+    BACKUP_DAMAGED: _ClassVar[ErrorReason]
 ERROR_REASON_UNSPECIFIED: ErrorReason
 REQUIRED_FIELD_MISSING: ErrorReason
 BATCH_EMPTY: ErrorReason
@@ -116,3 +117,4 @@ PERMISSION_DENIED: ErrorReason
 QUEUE_FULL: ErrorReason
 MODEL_LOAD_FAILED: ErrorReason
 MODEL_IN_USE: ErrorReason
+BACKUP_DAMAGED: ErrorReason

@@ -41,6 +41,56 @@ EVIDENCE_HASH: Evidence
 EVIDENCE_LOCAL_FEATURES: Evidence
 EVIDENCE_EMBEDDING: Evidence
 
+class ExportCollectionRequest(_message.Message):
+    __slots__ = ("collection",)
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    def __init__(self, collection: _Optional[str] = ...) -> None: ...
+
+class BackupHeader(_message.Message):
+    __slots__ = ("collection", "sequence", "items", "size_bytes", "sha256")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    collection: Collection
+    sequence: int
+    items: int
+    size_bytes: int
+    sha256: str
+    def __init__(self, collection: _Optional[_Union[Collection, _Mapping]] = ..., sequence: _Optional[int] = ..., items: _Optional[int] = ..., size_bytes: _Optional[int] = ..., sha256: _Optional[str] = ...) -> None: ...
+
+class CollectionBackupChunk(_message.Message):
+    __slots__ = ("header", "data")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    header: BackupHeader
+    data: bytes
+    def __init__(self, header: _Optional[_Union[BackupHeader, _Mapping]] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class ImportCollectionHeader(_message.Message):
+    __slots__ = ("name", "backup")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    BACKUP_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    backup: BackupHeader
+    def __init__(self, name: _Optional[str] = ..., backup: _Optional[_Union[BackupHeader, _Mapping]] = ...) -> None: ...
+
+class ImportCollectionRequest(_message.Message):
+    __slots__ = ("header", "data")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    header: ImportCollectionHeader
+    data: bytes
+    def __init__(self, header: _Optional[_Union[ImportCollectionHeader, _Mapping]] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class ImportCollectionResponse(_message.Message):
+    __slots__ = ("collection",)
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    collection: Collection
+    def __init__(self, collection: _Optional[_Union[Collection, _Mapping]] = ...) -> None: ...
+
 class StartReindexRequest(_message.Message):
     __slots__ = ("collection", "model", "target_collection", "switch_alias", "policy", "report_sample", "label_prefix", "max_images_per_second")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]

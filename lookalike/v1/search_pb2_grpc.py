@@ -157,6 +157,16 @@ class SearchStub:
                 request_serializer=lookalike_dot_v1_dot_search__pb2.CancelOperationRequest.SerializeToString,
                 response_deserializer=lookalike_dot_v1_dot_search__pb2.Operation.FromString,
                 _registered_method=True)
+        self.ExportCollection = channel.stream_stream(
+                '/lookalike.v1.Search/ExportCollection',
+                request_serializer=lookalike_dot_v1_dot_search__pb2.ExportCollectionRequest.SerializeToString,
+                response_deserializer=lookalike_dot_v1_dot_search__pb2.CollectionBackupChunk.FromString,
+                _registered_method=True)
+        self.ImportCollection = channel.stream_stream(
+                '/lookalike.v1.Search/ImportCollection',
+                request_serializer=lookalike_dot_v1_dot_search__pb2.ImportCollectionRequest.SerializeToString,
+                response_deserializer=lookalike_dot_v1_dot_search__pb2.ImportCollectionResponse.FromString,
+                _registered_method=True)
 
 
 class SearchServicer:
@@ -383,6 +393,31 @@ class SearchServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExportCollection(self, request_iterator, context):
+        """Streams a backup of a collection as of one moment: a header naming its
+        settings, then the bytes of a snapshot written for the occasion (every
+        item with its vector, tags, uri, attributes, timestamp and copy
+        fingerprint). Writes go on meanwhile; those acknowledged after the
+        snapshot are not in it. Kept sources (keep_sources) are not included.
+        On a sharded deployment, back up each shard (docs/operations.md). Send
+        one request (a stream, as every streaming call here streams both ways).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ImportCollection(self, request_iterator, context):
+        """Creates a collection from a backup sent as ExportCollection streamed it,
+        under the name of the first message. The backup is checked whole (size,
+        SHA-256 and the snapshot's own CRC32s) before the collection appears:
+        INVALID_ARGUMENT (BACKUP_DAMAGED) for a damaged or cut backup, and nothing
+        is created; ALREADY_EXISTS (COLLECTION_EXISTS) if the name is taken. One
+        answer, once the collection is served.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SearchServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -490,6 +525,16 @@ def add_SearchServicer_to_server(servicer, server):
                     servicer.CancelOperation,
                     request_deserializer=lookalike_dot_v1_dot_search__pb2.CancelOperationRequest.FromString,
                     response_serializer=lookalike_dot_v1_dot_search__pb2.Operation.SerializeToString,
+            ),
+            'ExportCollection': grpc.stream_stream_rpc_method_handler(
+                    servicer.ExportCollection,
+                    request_deserializer=lookalike_dot_v1_dot_search__pb2.ExportCollectionRequest.FromString,
+                    response_serializer=lookalike_dot_v1_dot_search__pb2.CollectionBackupChunk.SerializeToString,
+            ),
+            'ImportCollection': grpc.stream_stream_rpc_method_handler(
+                    servicer.ImportCollection,
+                    request_deserializer=lookalike_dot_v1_dot_search__pb2.ImportCollectionRequest.FromString,
+                    response_serializer=lookalike_dot_v1_dot_search__pb2.ImportCollectionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1077,6 +1122,60 @@ class Search:
             '/lookalike.v1.Search/CancelOperation',
             lookalike_dot_v1_dot_search__pb2.CancelOperationRequest.SerializeToString,
             lookalike_dot_v1_dot_search__pb2.Operation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportCollection(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/lookalike.v1.Search/ExportCollection',
+            lookalike_dot_v1_dot_search__pb2.ExportCollectionRequest.SerializeToString,
+            lookalike_dot_v1_dot_search__pb2.CollectionBackupChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportCollection(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/lookalike.v1.Search/ImportCollection',
+            lookalike_dot_v1_dot_search__pb2.ImportCollectionRequest.SerializeToString,
+            lookalike_dot_v1_dot_search__pb2.ImportCollectionResponse.FromString,
             options,
             channel_credentials,
             insecure,
