@@ -63,9 +63,12 @@ def serve(settings: EncoderSettings) -> None:
         log.warning("not glibc: freed picture buffers may stay in the process's heaps")
     server, port, health, in_flight, repository, decoders = _build(settings)
     grpc_server.serve_metrics(settings, settings.metrics_port)
+    probes = grpc_server.serve_health_port(settings, health)
     server.start()
     log.info("encoder service listening", extra={"fields": {"port": port}})
     grpc_server.run_until_signalled(server, health, in_flight, settings.grace_seconds)
+    if probes is not None:
+        probes.stop(None)
     repository.close()
     decoders.shutdown()
 

@@ -133,6 +133,24 @@ def serve_metrics(settings: security.SecuritySettings, port: int | None) -> None
         serve_endpoint(settings.host, port, cert_file=settings.tls_cert_file, key_file=settings.tls_key_file)
 
 
+def serve_health_port(settings: security.SecuritySettings, health_servicer: health.HealthServicer) -> grpc.Server | None:
+    """For `serve()`: grpc.health.v1 alone, in plaintext, on the settings' host at `health_port`
+    (None: not served), answering with the main server's statuses (NOT_SERVING from the start of
+    a drain). Kubernetes' gRPC probes speak no TLS (`mode: TLS` is alpha in 1.37), so a server
+    with TLS needs this port for them; it carries no other service and no data. Returns the
+    started server: hold it (a collected grpc.Server stops) and stop it after the main one."""
+    if settings.health_port is None:
+        return None
+    probes = grpc.server(futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="health"), maximum_concurrent_rpcs=16)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, probes)
+    address = f"{settings.host}:{settings.health_port}"
+    if probes.add_insecure_port(address) == 0:
+        raise OSError(f"cannot listen on {address} for health probes")
+    probes.start()
+    log.info("health probes served in plaintext", extra={"fields": {"port": settings.health_port}})
+    return probes
+
+
 def run_until_signalled(server: grpc.Server, health_servicer: health.HealthServicer, in_flight: InFlight, grace_seconds: float) -> None:
     """Serves until SIGTERM/SIGINT, then drains within `grace_seconds` + EXIT_MARGIN_SECONDS (see
     the module's docstring) and returns; a second signal, or a handler that outlives the margin,

@@ -33,6 +33,10 @@ class SecuritySettings(BaseSettings):
         None,
         description="one '<sha256 hex of a token> <read|write|admin>' line per token (`lookalike token new`); set: every call but health needs a token",
     )
+    health_port: int | None = Field(
+        None,
+        description="also serve grpc.health.v1 alone, in plaintext, on this port: for Kubernetes' gRPC probes, which speak no TLS; unset: none",
+    )
     reflection: bool = Field(True, description="serve gRPC reflection, from which grpcurl and other generic clients learn the API")
     allow_insecure: bool = Field(False, description="listen on a non-loopback address without TLS or tokens anyway (logged as a WARNING)")
 

@@ -11,6 +11,8 @@ import dataclasses
 import logging
 import shutil
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import grpc
@@ -21,7 +23,7 @@ from encoder_service.server import create_server as create_encoder_server
 from encoder_service.settings import EncoderSettings
 from lookalike import errors
 from lookalike.client import EncoderClient, ItemToUpsert, SearchClient, tls_credentials
-from lookalike.v1 import search_pb2, search_pb2_grpc
+from lookalike.v1 import encoder_pb2, encoder_pb2_grpc, search_pb2, search_pb2_grpc
 from search_service.server import create_server as create_search_server
 from search_service.settings import SearchSettings
 from server_toolkit import logs
@@ -321,3 +323,40 @@ def test_a_malformed_tokens_file_is_refused_without_quoting_it(tmp_path):
     with pytest.raises(ValueError, match="line 2"):
         add_token(tokens_file, Permission.READ)  # nothing is appended to a file the servers would refuse
     assert len(tokens_file.read_text().splitlines()) == 2
+
+
+def test_a_tls_server_answers_kubernetes_probes_on_a_plaintext_health_port(tmp_path, certs, tokens):
+    """Kubernetes' gRPC probes speak no TLS: `health_port` serves grpc.health.v1 alone, in plaintext,
+    with the main server's statuses; nothing else is reachable there."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from tests.test_metrics import free_port, start
+
+    write_linear_model(tmp_path / "models")
+    port, probes = free_port(), free_port()
+    child = start(
+        [sys.executable, "-m", "lookalike_cli.main", "serve-encoder", "--port", str(port), "--health-port", str(probes),
+         "--model-repository", str(tmp_path / "models"), "--refresh-seconds", "0", "--tls-cert-file", str(certs / "server.pem"),
+         "--tls-key-file", str(certs / "server-key.pem"), "--tokens-file", str(tokens.file)],
+        tmp_path / "encoder.log",
+    )
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{probes}") as channel:
+            check = health_pb2_grpc.HealthStub(channel).Check
+            deadline, status = time.monotonic() + 60, None
+            while status != health_pb2.HealthCheckResponse.SERVING and time.monotonic() < deadline:
+                try:
+                    status = check(health_pb2.HealthCheckRequest(service="lookalike.v1.Encoder"), timeout=1).status
+                except grpc.RpcError:
+                    time.sleep(0.2)
+            assert status == health_pb2.HealthCheckResponse.SERVING, (tmp_path / "encoder.log").read_text()[-2000:]
+            with pytest.raises(grpc.RpcError) as other:
+                encoder_pb2_grpc.EncoderStub(channel).ListModels(encoder_pb2.ListModelsRequest(), timeout=5)
+            assert other.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as plaintext:  # the main port stays TLS-only
+            with pytest.raises(grpc.RpcError) as refused:
+                health_pb2_grpc.HealthStub(plaintext).Check(health_pb2.HealthCheckRequest(), timeout=2)
+            assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+    finally:
+        child.terminate()
+        child.wait(20)
