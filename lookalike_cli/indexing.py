@@ -54,19 +54,23 @@ class IndexReport:
 
 
 @dataclasses.dataclass
-class _Batch:
+class Batch:
     """One message of a stream: the files and their items, in order."""
 
     entries: list[tuple[Path, ItemToUpsert]] = dataclasses.field(default_factory=list)
-    size: int = 0  # bytes of its files
+    size: int = 0  # bytes of its files (of its vectors, for items that carry vectors)
+
+    @staticmethod
+    def of(entries: list[tuple[Path, ItemToUpsert]]) -> Batch:
+        return Batch(entries, sum(len(item.image) if item.image is not None else 4 * len(item.vector) for _, item in entries))
 
     def add(self, path: Path, item: ItemToUpsert, size: int) -> None:
         self.entries.append((path, item))
         self.size += size
 
-    def halves(self) -> list[_Batch]:
+    def halves(self) -> list[Batch]:
         middle = len(self.entries) // 2
-        return [_Batch(part, sum(len(item.image) for _, item in part)) for part in (self.entries[:middle], self.entries[middle:])]
+        return [Batch.of(part) for part in (self.entries[:middle], self.entries[middle:])]
 
 
 def list_files(root: Path) -> tuple[list[Path], list[tuple[str, str]]]:
@@ -110,9 +114,9 @@ def index_folder(
     report = IndexReport()
     files, report.skipped = list_files(root)
     with Phase(f"indexing {root}", total=len(files), unit="img", progress=progress) as phase:
-        sender = _Sender(client, collection, report, phase, retry_delays, batch_bytes)
+        sender = Sender(client, collection, report, phase, retry_delays, batch_bytes)
         reader = _Reader(files, root, sender, batch_size, max_file_bytes, tags, folder_tags)
-        stream: list[_Batch] = []  # batches for the next stream, not sent yet
+        stream: list[Batch] = []  # batches for the next stream, not sent yet
         for batch in reader:
             try:
                 batch = sender.not_indexed(batch) if skip_existing else batch
@@ -138,14 +142,14 @@ class _Reader:
     """The folder's files as batches of items, read in order; a file that cannot be read, or is
     over the size limit, is reported failed on the way and left out."""
 
-    def __init__(self, files: list[Path], root: Path, sender: _Sender, batch_size: int, max_file_bytes: int, tags, folder_tags: bool) -> None:
+    def __init__(self, files: list[Path], root: Path, sender: Sender, batch_size: int, max_file_bytes: int, tags, folder_tags: bool) -> None:
         self.files, self.root, self.sender = files, root, sender
         self.batch_size, self.max_file_bytes = batch_size, max_file_bytes
         self.tags, self.folder_tags = tags, folder_tags
         self.position = 0  # the next file to read
 
-    def __iter__(self) -> Iterator[_Batch]:
-        batch = _Batch()
+    def __iter__(self) -> Iterator[Batch]:
+        batch = Batch()
         while self.position < len(self.files):
             path = self.files[self.position]
             data = self._read(path)
@@ -153,13 +157,13 @@ class _Reader:
                 # batch_bytes is the sender's: a message found too large lowers it mid-run
                 if batch.entries and (len(batch.entries) >= self.batch_size or batch.size + len(data) > self.sender.batch_bytes):
                     yield batch
-                    batch = _Batch()
+                    batch = Batch()
                 batch.add(path, self._item(path, data), len(data))
             self.position += 1
         if batch.entries:
             yield batch
 
-    def unsent(self, batch: _Batch) -> list[Path]:
+    def unsent(self, batch: Batch) -> list[Path]:
         """The files of `batch`, the last one yielded, and every file not in a batch yet."""
         return _paths([batch]) + self.files[self.position :]
 
@@ -189,7 +193,7 @@ class _Reader:
 
 
 @dataclasses.dataclass
-class _Sender:
+class Sender:
     client: SearchClient
     collection: str
     report: IndexReport
@@ -197,7 +201,7 @@ class _Sender:
     retry_delays: Sequence[float]
     batch_bytes: int  # lowered when the service refuses a message as too large
 
-    def send(self, stream: list[_Batch]) -> bool:
+    def send(self, stream: list[Batch]) -> bool:
         """Writes the batches, over one stream, or more after a failure; False when the run must
         stop, with why and the files of the batches not answered in the report."""
         todo = list(stream)  # not answered yet, in order
@@ -219,20 +223,20 @@ class _Sender:
                 timeout *= 2  # it may have run out on a slow server
         return True
 
-    def not_indexed(self, batch: _Batch) -> _Batch:
+    def not_indexed(self, batch: Batch) -> Batch:
         """`batch` without the items the collection holds already, reported skipped."""
         ids = [item.id for _, item in batch.entries]
         existing = {item.id for item in self._call(lambda timeout: self.client.get(self.collection, ids, timeout=timeout)).items}
         self.report.skipped += [(str(path), "already indexed") for path, item in batch.entries if item.id in existing]
         self.phase.update(len(existing))
         kept = [(path, item) for path, item in batch.entries if item.id not in existing]
-        return _Batch(kept, sum(len(item.image) for _, item in kept))
+        return Batch.of(kept)
 
     def fail_file(self, path: Path, reason: str) -> None:
         self.report.failed.append((str(path), reason))
         self.phase.update()
 
-    def _stream(self, todo: list[_Batch], timeout: float) -> None:
+    def _stream(self, todo: list[Batch], timeout: float) -> None:
         """One UpsertStream of the batches of `todo`, each dropped from it once answered."""
         sent = list(todo)  # the stream's messages: an answer's request_index is a position here
         answers = self.client.upsert_stream(self.collection, [[item for _, item in b.entries] for b in sent], timeout=timeout)
@@ -245,7 +249,7 @@ class _Sender:
             self.phase.update(len(batch.entries))
             todo.remove(batch)
 
-    def _split_largest(self, todo: list[_Batch], error: LookalikeError) -> None:
+    def _split_largest(self, todo: list[Batch], error: LookalikeError) -> None:
         """Some batch of `todo` was over the message limit: the largest is split in halves (a single
         file fails alone), and the batches read from now on stay under half its size."""
         largest = max(range(len(todo)), key=lambda i: todo[i].size)
@@ -271,7 +275,7 @@ class _Sender:
         return call(timeout)
 
 
-def _paths(batches: list[_Batch]) -> list[Path]:
+def _paths(batches: list[Batch]) -> list[Path]:
     return [path for batch in batches for path, _ in batch.entries]
 
 

@@ -1,4 +1,4 @@
-"""The `lookalike` command line: train, export, eval, serve, index, query, migrate, alias, demo, token.
+"""The `lookalike` command line: train, export, eval, serve, index, bulk-embed, query, migrate, alias, demo, token.
 
 Every subcommand has --help. Server flags also read LOOKALIKE_ENCODER_* and
 LOOKALIKE_SEARCH_* variables; client addresses read LOOKALIKE_ENCODER_ADDRESS
@@ -22,12 +22,16 @@ from encoder_service.settings import EncoderSettings
 from search_service.settings import SearchSettings
 
 
-def _client_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--search",
-        default=os.environ.get("LOOKALIKE_SEARCH_ADDRESS", "localhost:50052"),
-        help="search service address (env LOOKALIKE_SEARCH_ADDRESS; default %(default)s)",
-    )
+def _client_flags(parser: argparse.ArgumentParser, *, optional_search: bool = False) -> None:
+    """`optional_search`: --search has no default, for a command that calls the service only when given one."""
+    if optional_search:
+        parser.add_argument("--search", help="search service address; without it, nothing is sent")
+    else:
+        parser.add_argument(
+            "--search",
+            default=os.environ.get("LOOKALIKE_SEARCH_ADDRESS", "localhost:50052"),
+            help="search service address (env LOOKALIKE_SEARCH_ADDRESS; default %(default)s)",
+        )
     parser.add_argument("--collection", default="digits", help="collection name (default %(default)s)")
     parser.add_argument("--timeout", type=float, default=60.0, help="deadline of each call, seconds (default %(default)s)")
     parser.add_argument(
@@ -121,6 +125,18 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
         default=Path("lookalike-index-left.txt"),
         help="where a stopped run lists the files it did not send, one path a line (default %(default)s)",
     )
+
+    bulk = commands.add_parser(
+        "bulk-embed",
+        help="embed a catalogue of up to 10^8 files on Ray into Parquet parts, and optionally a collection (needs the [bulk] extra)",
+        description="Reads SOURCE's files on Ray Data, decodes them with the encoder's preprocessing, embeds them in a pool of "
+        "ONNX Runtime actors and writes the vectors to DIR as Parquet parts; with --search, sends each part to --collection. "
+        "A rerun with the same DIR resumes. docs/bulk-embedding.md.",
+    )
+    from lookalike_cli import bulk_embed  # argparse setup only; Ray is imported when the command runs
+
+    bulk_embed.add_arguments(bulk)
+    _client_flags(bulk, optional_search=True)
 
     query = commands.add_parser("query", help="find the images most like IMAGE")
     query.add_argument("image", type=Path, help="the query image file")
@@ -326,6 +342,17 @@ def _index(args) -> int:
     return 0
 
 
+def _bulk_embed(args) -> int:
+    from lookalike_cli import bulk_embed
+
+    try:
+        import pyarrow  # noqa: F401
+        import ray  # noqa: F401
+    except ImportError as missing:
+        sys.exit(f"lookalike bulk-embed: {missing.name} is missing; install it with `pip install 'lookalike[bulk]'`")
+    return bulk_embed.run(args, _connection(args))
+
+
 def _query(args) -> int:
     from lookalike_cli.querying import sheet_row, table
     from lookalike.client import SearchClient
@@ -420,6 +447,7 @@ COMMANDS = {
     "export": _export,
     "eval": _eval,
     "index": _index,
+    "bulk-embed": _bulk_embed,
     "query": _query,
     "migrate": _migrate,
     "alias": _alias,
