@@ -148,6 +148,13 @@ class SearchResults:
     neighbors: tuple[Neighbor, ...]
     model: images_pb2.ModelRef  # the collection's model; empty name for a collection without one
     metric: int  # images_pb2.Metric: similarities (higher is better) or distances (lower)
+    # A sharded deployment's answer without some shards (only when asked with allow_partial):
+    # their indexes, and these neighbours are the best of the other shards only.
+    unavailable_shards: tuple[int, ...] = ()
+
+    @property
+    def partial(self) -> bool:
+        return bool(self.unavailable_shards)
 
     def __iter__(self) -> Iterator[Neighbor]:
         return iter(self.neighbors)
@@ -239,6 +246,7 @@ def search_request(
     crowding: tuple[str, int] | None = None,
     positive_ids: Sequence[str] = (),
     negative_ids: Sequence[str] = (),
+    allow_partial: bool = False,
 ) -> search_pb2.SearchRequest:
     """The SearchRequest `SearchClient.search` sends, for `search_batch`; see `search` for the options."""
     queries = sum(q is not None for q in (vector, image, item_id))
@@ -253,6 +261,7 @@ def search_request(
         crowding=None if crowding is None else search_pb2.Crowding(tag_prefix=crowding[0], per_group=crowding[1]),
         positive_ids=list(positive_ids),
         negative_ids=list(negative_ids),
+        allow_partial=allow_partial,
     )
     if vector is not None:
         request.vector.CopyFrom(to_embedding(vector, model))
@@ -278,7 +287,7 @@ def read_backup_header(source: BinaryIO) -> search_pb2.BackupHeader:
 
 def search_results(response: search_pb2.SearchResponse) -> SearchResults:
     neighbors = tuple(Neighbor(n.id, n.score, tuple(n.tags), n.uri, n.timestamp, dict(n.attributes)) for n in response.neighbors)
-    return SearchResults(neighbors, response.model, response.metric)
+    return SearchResults(neighbors, response.model, response.metric, tuple(response.unavailable_shards))
 
 
 class _Client:
@@ -671,6 +680,7 @@ class SearchClient(_Client):
         crowding: tuple[str, int] | None = None,
         positive_ids: Sequence[str] = (),
         negative_ids: Sequence[str] = (),
+        allow_partial: bool = False,
         timeout: float | None = None,
     ) -> SearchResults:
         """The k nearest items to exactly one of `vector` (made by `model`), `image` or `item_id`.
@@ -680,7 +690,9 @@ class SearchClient(_Client):
         item instead of the index, for recall 1 at a cost; `crowding` (tag_prefix, per_group) keeps at
         most per_group results per tag of that family, so one family cannot fill the page;
         `positive_ids` / `negative_ids` search "more like these, less like those" from stored items
-        (the query is then optional) and are left out of the results."""
+        (the query is then optional) and are left out of the results. `allow_partial`: on a sharded
+        deployment (docs/sharding.md) a shard that is down leaves its items out (`results.partial`)
+        instead of failing the search with UNAVAILABLE."""
         request = search_request(
             collection,
             vector=vector,
@@ -697,6 +709,7 @@ class SearchClient(_Client):
             crowding=crowding,
             positive_ids=positive_ids,
             negative_ids=negative_ids,
+            allow_partial=allow_partial,
         )
         return search_results(self._call(self.stub.Search, request, timeout))
 

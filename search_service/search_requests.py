@@ -81,7 +81,7 @@ def plan(store: CollectionStore, settings: SearchSettings, request: search_pb2.S
         )
     if request.negative_ids and not (query or request.positive_ids):
         raise InvalidArgument("negative_ids need a positive example", reason=Reason.REQUIRED_FIELD_MISSING, field=f"{field}positive_ids")
-    exclude.update(request.positive_ids, request.negative_ids)
+    exclude.update(request.positive_ids, request.negative_ids, request.exclude_ids)
     return Plan(
         collection=collection,
         field=field,

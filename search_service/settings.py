@@ -1,6 +1,7 @@
 """The search service's settings: command-line flags, else LOOKALIKE_SEARCH_* variables, else defaults."""
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
@@ -12,6 +13,24 @@ class SearchSettings(SecuritySettings):  # host, TLS, tokens, reflection: docs/s
     model_config = SettingsConfigDict(env_prefix="LOOKALIKE_SEARCH_", cli_kebab_case=True, cli_implicit_flags=True)
 
     port: int = Field(50052, description="TCP port; 0 picks a free one")
+    mode: Literal["single", "router"] = Field(
+        "single",
+        description="single: serve the collections of data_dir; router: serve one logical collection set spread over --shards (docs/sharding.md)",
+    )
+    shards: str = Field(
+        "",
+        description="router mode: the shard services, shards separated by ',' and each shard's replicas by '|' "
+        "(e.g. 'a0:50052|a1:50052,b0:50052'); an address is host:port or a gRPC target such as dns:///name:port",
+    )
+    shard_tls_ca_file: Path | None = Field(None, description="router mode: CA of the shards' certificates, PEM; set: TLS to the shards")
+    shard_tls_cert_file: Path | None = Field(None, description="router mode: this router's client certificate for the shards' mutual TLS, PEM")
+    shard_tls_key_file: Path | None = Field(None, description="router mode: private key of shard_tls_cert_file, PEM")
+    shard_token_file: Path | None = Field(
+        None, description="router mode: file holding the token the router sends to every shard (an admin token: it creates collections)"
+    )
+    shard_timeout_seconds: float = Field(
+        30.0, gt=0, description="router mode: longest a call to a shard may take; a call gets less when its caller's deadline is nearer"
+    )
     metrics_port: int | None = Field(
         None, description="serve Prometheus metrics at http://host:PORT/metrics (HTTPS under TLS); unset: none; 0 picks a free one"
     )
@@ -76,11 +95,32 @@ class SearchSettings(SecuritySettings):  # host, TLS, tokens, reflection: docs/s
             raise ValueError("max_inflight_bytes must be at least max_message_bytes, or the largest request allowed is never handled")
         return self
 
+    @model_validator(mode="after")
+    def _router_has_shards(self):
+        if self.mode == "router":
+            self.shard_addresses()  # refuses a malformed list at start, not at the first call
+        return self
+
+    def shard_addresses(self) -> list[list[str]]:
+        """`shards` parsed: one list of replica addresses per shard, in shard order."""
+        shards = [[address.strip() for address in shard.split("|")] for shard in self.shards.split(",")] if self.shards.strip() else []
+        if not shards or any(not address for shard in shards for address in shard):
+            raise ValueError(f"router mode needs shards as 'A0|A1,B0|B1' (no empty address), got {self.shards!r}")
+        return shards
+
     def encoder_token(self) -> str | None:
         """The token of encoder_token_file, read at start; None without one."""
-        if self.encoder_token_file is None:
-            return None
-        token = self.encoder_token_file.read_text().strip()
-        if not token:
-            raise ValueError(f"encoder_token_file {self.encoder_token_file} is empty")
-        return token
+        return _token(self.encoder_token_file, "encoder_token_file")
+
+    def shard_token(self) -> str | None:
+        """The token of shard_token_file, read at start; None without one."""
+        return _token(self.shard_token_file, "shard_token_file")
+
+
+def _token(path: Path | None, name: str) -> str | None:
+    if path is None:
+        return None
+    token = path.read_text().strip()
+    if not token:
+        raise ValueError(f"{name} {path} is empty")
+    return token

@@ -62,6 +62,8 @@ class ErrorReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     MODEL_LOAD_FAILED: _ClassVar[ErrorReason]
     MODEL_IN_USE: _ClassVar[ErrorReason]
     BACKUP_DAMAGED: _ClassVar[ErrorReason]
+    SHARD_UNAVAILABLE: _ClassVar[ErrorReason]
+    SHARDS_INCONSISTENT: _ClassVar[ErrorReason]
 ERROR_REASON_UNSPECIFIED: ErrorReason
 REQUIRED_FIELD_MISSING: ErrorReason
 BATCH_EMPTY: ErrorReason
@@ -118,3 +120,5 @@ QUEUE_FULL: ErrorReason
 MODEL_LOAD_FAILED: ErrorReason
 MODEL_IN_USE: ErrorReason
 BACKUP_DAMAGED: ErrorReason
+SHARD_UNAVAILABLE: ErrorReason
+SHARDS_INCONSISTENT: ErrorReason

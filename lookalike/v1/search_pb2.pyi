@@ -602,7 +602,7 @@ class Crowding(_message.Message):
     def __init__(self, tag_prefix: _Optional[str] = ..., per_group: _Optional[int] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
-    __slots__ = ("collection", "vector", "image", "item_id", "k", "filter", "score_threshold", "exact", "crowding", "positive_ids", "negative_ids")
+    __slots__ = ("collection", "vector", "image", "item_id", "k", "filter", "score_threshold", "exact", "crowding", "positive_ids", "negative_ids", "exclude_ids", "allow_partial")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     VECTOR_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
@@ -614,6 +614,8 @@ class SearchRequest(_message.Message):
     CROWDING_FIELD_NUMBER: _ClassVar[int]
     POSITIVE_IDS_FIELD_NUMBER: _ClassVar[int]
     NEGATIVE_IDS_FIELD_NUMBER: _ClassVar[int]
+    EXCLUDE_IDS_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_PARTIAL_FIELD_NUMBER: _ClassVar[int]
     collection: str
     vector: _images_pb2.Embedding
     image: _images_pb2.Image
@@ -625,19 +627,27 @@ class SearchRequest(_message.Message):
     crowding: Crowding
     positive_ids: _containers.RepeatedScalarFieldContainer[str]
     negative_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, collection: _Optional[str] = ..., vector: _Optional[_Union[_images_pb2.Embedding, _Mapping]] = ..., image: _Optional[_Union[_images_pb2.Image, _Mapping]] = ..., item_id: _Optional[str] = ..., k: _Optional[int] = ..., filter: _Optional[_Union[Filter, _Mapping]] = ..., score_threshold: _Optional[float] = ..., exact: _Optional[bool] = ..., crowding: _Optional[_Union[Crowding, _Mapping]] = ..., positive_ids: _Optional[_Iterable[str]] = ..., negative_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    exclude_ids: _containers.RepeatedScalarFieldContainer[str]
+    allow_partial: bool
+    def __init__(self, collection: _Optional[str] = ..., vector: _Optional[_Union[_images_pb2.Embedding, _Mapping]] = ..., image: _Optional[_Union[_images_pb2.Image, _Mapping]] = ..., item_id: _Optional[str] = ..., k: _Optional[int] = ..., filter: _Optional[_Union[Filter, _Mapping]] = ..., score_threshold: _Optional[float] = ..., exact: _Optional[bool] = ..., crowding: _Optional[_Union[Crowding, _Mapping]] = ..., positive_ids: _Optional[_Iterable[str]] = ..., negative_ids: _Optional[_Iterable[str]] = ..., exclude_ids: _Optional[_Iterable[str]] = ..., allow_partial: _Optional[bool] = ...) -> None: ...
 
 class SearchBatchRequest(_message.Message):
-    __slots__ = ("searches",)
+    __slots__ = ("searches", "allow_partial")
     SEARCHES_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_PARTIAL_FIELD_NUMBER: _ClassVar[int]
     searches: _containers.RepeatedCompositeFieldContainer[SearchRequest]
-    def __init__(self, searches: _Optional[_Iterable[_Union[SearchRequest, _Mapping]]] = ...) -> None: ...
+    allow_partial: bool
+    def __init__(self, searches: _Optional[_Iterable[_Union[SearchRequest, _Mapping]]] = ..., allow_partial: _Optional[bool] = ...) -> None: ...
 
 class SearchBatchResponse(_message.Message):
-    __slots__ = ("results",)
+    __slots__ = ("results", "partial", "unavailable_shards")
     RESULTS_FIELD_NUMBER: _ClassVar[int]
+    PARTIAL_FIELD_NUMBER: _ClassVar[int]
+    UNAVAILABLE_SHARDS_FIELD_NUMBER: _ClassVar[int]
     results: _containers.RepeatedCompositeFieldContainer[SearchResponse]
-    def __init__(self, results: _Optional[_Iterable[_Union[SearchResponse, _Mapping]]] = ...) -> None: ...
+    partial: bool
+    unavailable_shards: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, results: _Optional[_Iterable[_Union[SearchResponse, _Mapping]]] = ..., partial: _Optional[bool] = ..., unavailable_shards: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class Neighbor(_message.Message):
     __slots__ = ("id", "score", "tags", "uri", "timestamp", "attributes")
@@ -663,17 +673,21 @@ class Neighbor(_message.Message):
     def __init__(self, id: _Optional[str] = ..., score: _Optional[float] = ..., tags: _Optional[_Iterable[str]] = ..., uri: _Optional[str] = ..., timestamp: _Optional[int] = ..., attributes: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class SearchResponse(_message.Message):
-    __slots__ = ("neighbors", "model", "metric")
+    __slots__ = ("neighbors", "model", "metric", "partial", "unavailable_shards")
     NEIGHBORS_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     METRIC_FIELD_NUMBER: _ClassVar[int]
+    PARTIAL_FIELD_NUMBER: _ClassVar[int]
+    UNAVAILABLE_SHARDS_FIELD_NUMBER: _ClassVar[int]
     neighbors: _containers.RepeatedCompositeFieldContainer[Neighbor]
     model: _images_pb2.ModelRef
     metric: _images_pb2.Metric
-    def __init__(self, neighbors: _Optional[_Iterable[_Union[Neighbor, _Mapping]]] = ..., model: _Optional[_Union[_images_pb2.ModelRef, _Mapping]] = ..., metric: _Optional[_Union[_images_pb2.Metric, str]] = ...) -> None: ...
+    partial: bool
+    unavailable_shards: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, neighbors: _Optional[_Iterable[_Union[Neighbor, _Mapping]]] = ..., model: _Optional[_Union[_images_pb2.ModelRef, _Mapping]] = ..., metric: _Optional[_Union[_images_pb2.Metric, str]] = ..., partial: _Optional[bool] = ..., unavailable_shards: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class FindCopiesRequest(_message.Message):
-    __slots__ = ("collection", "image", "item_id", "k", "candidates", "filter", "include_similar", "edit_pictures", "order")
+    __slots__ = ("collection", "image", "item_id", "k", "candidates", "filter", "include_similar", "edit_pictures", "order", "allow_partial")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     ITEM_ID_FIELD_NUMBER: _ClassVar[int]
@@ -683,6 +697,7 @@ class FindCopiesRequest(_message.Message):
     INCLUDE_SIMILAR_FIELD_NUMBER: _ClassVar[int]
     EDIT_PICTURES_FIELD_NUMBER: _ClassVar[int]
     ORDER_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_PARTIAL_FIELD_NUMBER: _ClassVar[int]
     collection: str
     image: _images_pb2.Image
     item_id: str
@@ -692,7 +707,8 @@ class FindCopiesRequest(_message.Message):
     include_similar: bool
     edit_pictures: bool
     order: CopyOrder
-    def __init__(self, collection: _Optional[str] = ..., image: _Optional[_Union[_images_pb2.Image, _Mapping]] = ..., item_id: _Optional[str] = ..., k: _Optional[int] = ..., candidates: _Optional[int] = ..., filter: _Optional[_Union[Filter, _Mapping]] = ..., include_similar: _Optional[bool] = ..., edit_pictures: _Optional[bool] = ..., order: _Optional[_Union[CopyOrder, str]] = ...) -> None: ...
+    allow_partial: bool
+    def __init__(self, collection: _Optional[str] = ..., image: _Optional[_Union[_images_pb2.Image, _Mapping]] = ..., item_id: _Optional[str] = ..., k: _Optional[int] = ..., candidates: _Optional[int] = ..., filter: _Optional[_Union[Filter, _Mapping]] = ..., include_similar: _Optional[bool] = ..., edit_pictures: _Optional[bool] = ..., order: _Optional[_Union[CopyOrder, str]] = ..., allow_partial: _Optional[bool] = ...) -> None: ...
 
 class Point(_message.Message):
     __slots__ = ("x", "y")
@@ -751,13 +767,17 @@ class Copy(_message.Message):
     def __init__(self, id: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., uri: _Optional[str] = ..., timestamp: _Optional[int] = ..., verdict: _Optional[_Union[Verdict, str]] = ..., evidence: _Optional[_Union[Evidence, str]] = ..., hash_distance: _Optional[int] = ..., inliers: _Optional[int] = ..., embedding_score: _Optional[float] = ..., region_in_original: _Optional[_Iterable[_Union[Point, _Mapping]]] = ..., original_in_query: _Optional[_Iterable[_Union[Point, _Mapping]]] = ..., edits: _Optional[_Union[EditSummary, _Mapping]] = ..., edit_picture_png: _Optional[bytes] = ...) -> None: ...
 
 class FindCopiesResponse(_message.Message):
-    __slots__ = ("copies", "model", "query_featureless", "candidates_verified")
+    __slots__ = ("copies", "model", "query_featureless", "candidates_verified", "partial", "unavailable_shards")
     COPIES_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     QUERY_FEATURELESS_FIELD_NUMBER: _ClassVar[int]
     CANDIDATES_VERIFIED_FIELD_NUMBER: _ClassVar[int]
+    PARTIAL_FIELD_NUMBER: _ClassVar[int]
+    UNAVAILABLE_SHARDS_FIELD_NUMBER: _ClassVar[int]
     copies: _containers.RepeatedCompositeFieldContainer[Copy]
     model: _images_pb2.ModelRef
     query_featureless: bool
     candidates_verified: int
-    def __init__(self, copies: _Optional[_Iterable[_Union[Copy, _Mapping]]] = ..., model: _Optional[_Union[_images_pb2.ModelRef, _Mapping]] = ..., query_featureless: _Optional[bool] = ..., candidates_verified: _Optional[int] = ...) -> None: ...
+    partial: bool
+    unavailable_shards: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, copies: _Optional[_Iterable[_Union[Copy, _Mapping]]] = ..., model: _Optional[_Union[_images_pb2.ModelRef, _Mapping]] = ..., query_featureless: _Optional[bool] = ..., candidates_verified: _Optional[int] = ..., partial: _Optional[bool] = ..., unavailable_shards: _Optional[_Iterable[int]] = ...) -> None: ...
