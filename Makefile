@@ -28,7 +28,14 @@ PROMETHEUS := /usr/bin/prometheus
 $(PROMETHEUS):
 	SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); $$SUDO apt-get update && $$SUDO apt-get install -y --no-install-recommends prometheus
 
-test: $(STAMP) $(NODE_CLIENT) $(PROMETHEUS)
+# The Kubernetes manifests test (tests/test_k8s_manifests.py) renders deploy/k8s with `kubectl kustomize`:
+# any kubectl on PATH, else Debian's kubernetes-client (kubectl 1.20, kustomize v2.0.3: the oldest that
+# the manifests are written for), apt-installed (as root, else through sudo).
+KUBECTL := $(or $(shell command -v kubectl),/usr/bin/kubectl)
+$(KUBECTL):
+	SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); $$SUDO apt-get update && $$SUDO apt-get install -y --no-install-recommends kubernetes-client
+
+test: $(STAMP) $(NODE_CLIENT) $(PROMETHEUS) $(KUBECTL)
 	$(BIN)/python -m pytest -q
 
 # The reliability suite's long runs, figures in RELIABILITY.md (about 10 min on 2 cores): kill -9
