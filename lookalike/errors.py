@@ -145,6 +145,12 @@ class Cancelled(LookalikeError):
     code = grpc.StatusCode.CANCELLED
 
 
+class Unimplemented(LookalikeError):
+    """The server does not do this (a router: an option of a single service it cannot honour)."""
+
+    code = grpc.StatusCode.UNIMPLEMENTED
+
+
 class Internal(LookalikeError):
     """A failure that is nobody's input: a bug here or in a service this one calls."""
 
@@ -158,6 +164,7 @@ _CLASS_OF = {
         NotFound,
         AlreadyExists,
         FailedPrecondition,
+        Unimplemented,
         ResourceExhausted,
         Unavailable,
         Unauthenticated,

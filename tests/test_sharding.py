@@ -331,7 +331,7 @@ def test_find_copies_asks_every_shard_and_finds_what_one_service_finds(deploymen
         assert routed.copies[0].verdict == search_pb2.VERDICT_EXACT_COPY
         assert {(c.id, c.verdict) for c in routed.copies} == {(c.id, c.verdict) for c in single.copies}
     by_item = refusal(lambda: stubs["router"].FindCopies(search_pb2.FindCopiesRequest(collection="copies", item_id="pic-3"), timeout=10))
-    assert (by_item.code, by_item.field_violations[0].field) == (grpc.StatusCode.UNIMPLEMENTED, "item_id")
+    assert (by_item.code, by_item.reason, by_item.field_violations[0].field) == (grpc.StatusCode.UNIMPLEMENTED, "ROUTER_UNSUPPORTED", "item_id")
 
 
 def test_aliases_go_to_every_shard(deployment):
@@ -376,6 +376,12 @@ def test_a_reindex_runs_on_every_shard_and_is_reported_as_one_operation(deployme
     assert (listed.state, listed.items_copied) == (operation.state, operation.items_copied)
     missing = refusal(lambda: stubs["router"].GetOperation(search_pb2.GetOperationRequest(name="operations/nope"), timeout=10))
     assert (missing.code, missing.reason) == (grpc.StatusCode.NOT_FOUND, "OPERATION_NOT_FOUND")
+    # Each replica would switch on its own report, so the shards could disagree: the caller switches.
+    request.switch_alias = "current-digits"
+    switching = refusal(lambda: stubs["router"].StartReindex(request, timeout=30))
+    assert (switching.code, switching.reason, switching.field_violations[0].field) == (grpc.StatusCode.UNIMPLEMENTED, "ROUTER_UNSUPPORTED", "switch_alias")
+    export = refusal(lambda: list(stubs["router"].ExportCollection(iter([search_pb2.ExportCollectionRequest(collection="digits")]), timeout=10)))
+    assert (export.code, export.reason, export.metadata["option"]) == (grpc.StatusCode.UNIMPLEMENTED, "ROUTER_UNSUPPORTED", "ExportCollection")
 
 
 def test_a_replica_that_is_down_leaves_reads_to_its_peer_and_fails_writes(deployment):

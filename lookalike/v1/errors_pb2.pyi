@@ -64,6 +64,7 @@ class ErrorReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     BACKUP_DAMAGED: _ClassVar[ErrorReason]
     SHARD_UNAVAILABLE: _ClassVar[ErrorReason]
     SHARDS_INCONSISTENT: _ClassVar[ErrorReason]
+    ROUTER_UNSUPPORTED: _ClassVar[ErrorReason]
 ERROR_REASON_UNSPECIFIED: ErrorReason
 REQUIRED_FIELD_MISSING: ErrorReason
 BATCH_EMPTY: ErrorReason
@@ -122,3 +123,4 @@ MODEL_IN_USE: ErrorReason
 BACKUP_DAMAGED: ErrorReason
 SHARD_UNAVAILABLE: ErrorReason
 SHARDS_INCONSISTENT: ErrorReason
+ROUTER_UNSUPPORTED: ErrorReason

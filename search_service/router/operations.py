@@ -6,9 +6,10 @@ names: "operations/sharded-" and the base64 of a JSON object from "shard.replica
 ListOperations groups the replicas' operations by what they do (source, target, model): those of
 one StartReindex. The state is the replicas' together: FAILED if any failed, else CANCELLED if
 any was cancelled, SUCCEEDED when all succeeded, RUNNING otherwise; done only when all are done.
-Counts add up the first replica of each shard (the others hold the same items). Each shard
-decides its own alias switch on its own migration report (reported: shard 0's); `switched` says
-whether all of them did, and a shard that refused names why in switch_refused.
+Counts add up the first replica of each shard (the others hold the same items); the report
+shown is shard 0's. A reindex through a router never switches an alias itself (switch_alias is
+refused): every replica would judge its own report, and the shards could end up answering from
+different versions. The caller switches with SwitchAlias, which goes to every shard.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import base64
 import binascii
 import json
 
-from lookalike.errors import LookalikeError, NotFound, Reason
+from lookalike.errors import LookalikeError, NotFound, Reason, Unimplemented
 from lookalike.v1 import search_pb2
 from search_service.operations import PREFIX
 from search_service.router.shard_pool import ShardPool, first_fault
@@ -36,6 +37,16 @@ class Operations:
         self.pool = pool
 
     def start(self, request: search_pb2.StartReindexRequest, time_left: float | None) -> search_pb2.Operation:
+        if request.switch_alias:
+            # Each replica would judge its own report and switch on its own: some shards, or one
+            # replica of a shard, could answer from the new version while the others do not.
+            raise Unimplemented(
+                "a router does not switch the alias at the end of a reindex: start it without switch_alias, read its "
+                "report (GetOperation), then SwitchAlias, which the router applies on every shard",
+                reason=Reason.ROUTER_UNSUPPORTED,
+                field="switch_alias",
+                metadata={"option": "switch_alias"},
+            )
         outcomes = self.pool.each("StartReindex", self.pool.everywhere(dict.fromkeys(range(self.pool.count), request)), time_left)
         failures = [o for o in outcomes.values() if isinstance(o, LookalikeError)]
         if failures:  # the replicas that started go on; a retry finds REINDEX_RUNNING there

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import time
 
-import grpc
-
-from lookalike.errors import InvalidArgument, LookalikeError, Reason
+from lookalike.errors import InvalidArgument, Reason, Unimplemented
 from lookalike.v1 import search_pb2
 from search_service.router import merging, placement
 from search_service.router.queries import QueryResolver
@@ -54,13 +52,12 @@ class Reads:
         if request.WhichOneof("query") == "item_id":
             # The stored fingerprint lives on one shard and no call hands it out, so the other shards
             # could only be searched by embedding: refused rather than answered with fewer copies.
-            refusal = LookalikeError(
+            raise Unimplemented(
                 "a sharded deployment finds the copies of a picture, not of a stored item: send the picture (image.encoded)",
-                reason=Reason.REQUEST_MALFORMED,
+                reason=Reason.ROUTER_UNSUPPORTED,
                 field="item_id",
+                metadata={"option": "item_id"},
             )
-            refusal.code = grpc.StatusCode.UNIMPLEMENTED
-            raise refusal
         shard_request = search_pb2.FindCopiesRequest()
         shard_request.CopyFrom(request)
         shard_request.allow_partial = False

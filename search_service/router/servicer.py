@@ -6,6 +6,7 @@ served here: back up each shard)."""
 
 from __future__ import annotations
 
+from lookalike.errors import Reason, Unimplemented
 from lookalike.v1 import search_pb2_grpc
 from search_service.encoder_gateway import EncoderGateway
 from search_service.router import stream_ingest
@@ -89,3 +90,18 @@ class RouterServicer(search_pb2_grpc.SearchServicer):
 
     def FindCopies(self, request, context):
         return self.reads.find_copies(request, context.time_remaining())
+
+    def ExportCollection(self, request_iterator, context):
+        raise _per_shard("ExportCollection")
+
+    def ImportCollection(self, request_iterator, context):
+        raise _per_shard("ImportCollection")
+
+
+def _per_shard(method: str) -> Unimplemented:
+    return Unimplemented(
+        f"{method} is per shard: call each shard's own address, and restore each backup into the shard of the same index "
+        "(docs/operations.md, Backups)",
+        reason=Reason.ROUTER_UNSUPPORTED,
+        metadata={"option": method},
+    )
