@@ -68,6 +68,7 @@ def secrets(tmp_path_factory) -> dict:
     subprocess.run([str(ROOT / "tools" / "make_certs.sh"), str(certs)], check=True, capture_output=True)
     tokens_file = certs / "tokens"
     (certs / "search-to-encoder.token").write_text(new_token("read", tokens_file))
+    (certs / "router-to-shards.token").write_text(new_token("admin", tokens_file))  # the router creates collections on its shards
     admin = new_token("admin", tokens_file)
     # The containers run as uid 10001 and the keys are readable by their owner only: as root, give
     # them to that user; as anyone else, the containers run as you (as the compose file does).
@@ -87,8 +88,8 @@ def containers(secrets):
     assert (MODELS / "digits").is_dir(), f"no digits model in {MODELS}: run `make demo` first"
     run_id = uuid.uuid4().hex[:8]
     network = f"lookalike-test-{run_id}"
-    names = {"encoder": f"lookalike-encoder-{run_id}", "search": f"lookalike-search-{run_id}"}
-    ports = {"encoder": free_port(), "search": free_port()}
+    names = {name: f"lookalike-{name}-{run_id}" for name in ("encoder", "search", "router")}
+    ports = {name: free_port() for name in ("encoder", "search", "router", "router-health")}
     hardening = ["--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL", "--security-opt", "no-new-privileges"]
     certs = ["--volume", f"{secrets['dir']}:/certs:ro"]
     tls = lambda prefix: [  # noqa: E731
@@ -115,6 +116,23 @@ def containers(secrets):
             "--env", "LOOKALIKE_SEARCH_ENCODER_TLS_CA_FILE=/certs/ca.pem",
             "--env", "LOOKALIKE_SEARCH_ENCODER_TOKEN_FILE=/certs/search-to-encoder.token",
             "--publish", f"127.0.0.1:{ports['search']}:50052",
+            f"lookalike/search:{TAG}",
+        )
+        # The search image in router mode, with the search container as its one shard, and the
+        # plaintext health port that Kubernetes' probes use (deploy/k8s).
+        docker(
+            "run", "--detach", "--name", names["router"], "--network", network,
+            *secrets["user"], *hardening, *certs, *tls("LOOKALIKE_SEARCH"),
+            "--env", "LOOKALIKE_SEARCH_MODE=router",
+            "--env", "LOOKALIKE_SEARCH_SHARDS=search:50052",
+            "--env", "LOOKALIKE_SEARCH_SHARD_TLS_CA_FILE=/certs/ca.pem",
+            "--env", "LOOKALIKE_SEARCH_SHARD_TOKEN_FILE=/certs/router-to-shards.token",
+            "--env", "LOOKALIKE_SEARCH_ENCODER_ADDRESS=encoder:50051",
+            "--env", "LOOKALIKE_SEARCH_ENCODER_TLS_CA_FILE=/certs/ca.pem",
+            "--env", "LOOKALIKE_SEARCH_ENCODER_TOKEN_FILE=/certs/search-to-encoder.token",
+            "--env", "LOOKALIKE_SEARCH_HEALTH_PORT=50062",
+            "--publish", f"127.0.0.1:{ports['router']}:50052",
+            "--publish", f"127.0.0.1:{ports['router-health']}:50062",
             f"lookalike/search:{TAG}",
         )
         yield {name: f"localhost:{port}" for name, port in ports.items()}
@@ -176,3 +194,23 @@ def test_a_call_without_a_token_is_refused(containers, secrets):
         with pytest.raises(Unauthenticated):
             anonymous.list_collections()
 
+
+
+def test_the_router_container_routes_to_its_shard_and_answers_plaintext_probes(clients, containers, secrets):
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    _, shard = clients
+    credentials = tls_credentials(str(secrets["dir"] / "ca.pem"))
+    with SearchClient(containers["router"], credentials=credentials, token=secrets["admin"]) as router:
+        router.wait_until_serving(60)
+        rng = np.random.default_rng(1)
+        images = {f"routed-{i}": png(rng.integers(0, 256, (28, 28))) for i in range(6)}
+        router.create_collection("routed", allow_existing=True)
+        assert router.upsert("routed", [ItemToUpsert(id=id_, image=data) for id_, data in images.items()]) == len(images)
+        assert router.search("routed", image=images["routed-2"], k=3)[0].id == "routed-2"
+        assert shard.get_collection("routed").size == len(images), "the router wrote to its shard"
+    import grpc
+
+    with grpc.insecure_channel(containers["router-health"]) as channel:
+        answer = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
+    assert answer.status == health_pb2.HealthCheckResponse.SERVING
