@@ -121,3 +121,22 @@ def test_clients_speak_tls_when_given_credentials(tmp_path):
             plaintext.wait_until_serving(1)  # the same port refuses a plaintext client
     finally:
         server.stop(None)
+
+
+def test_the_distribution_ships_every_package_of_the_tree():
+    """A package missing from pyproject's list works in the editable install of the tests and is
+    absent from a real install (the service images): search_service/router once was."""
+    import tomllib
+
+    from setuptools import find_packages
+
+    include = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
+    shipped = set(find_packages(str(ROOT), include=include))
+    tops = {pattern.split(".")[0] for pattern in include}
+    in_tree = {
+        ".".join(init.parent.relative_to(ROOT).parts)
+        for top in tops
+        for init in (ROOT / top).rglob("__init__.py")
+        if "__pycache__" not in init.parts
+    }
+    assert in_tree - shipped == set()
