@@ -61,7 +61,7 @@ from search_service.collection_types import (
 from search_service.high_water_mark import HighWaterMark
 from search_service.index_rebuilder import IndexRebuilder
 from search_service.item_filter import AttributeRange, TagFilter, allowed
-from search_service.item_table import NO_ATTRIBUTES, ItemMeta
+from search_service.item_table import item_meta
 from search_service.snapshot import (
     SnapshotData,
     load_latest_snapshot,
@@ -274,9 +274,9 @@ class Collection:
         state = self._index.state
         mask = allowed(state, tag_filter, tuple(ranges))
         slots = np.flatnonzero(state.dead_at[: state.count] > state.version if mask is None else mask)
-        ids = state.table.ids
-        page = heapq.nsmallest(page_size + 1, (slot for slot in slots.tolist() if ids[slot] > after), key=ids.__getitem__)
-        items = [self._stored_item(state, slot) for slot in page[:page_size]]
+        named = zip(state.table.ids.ids_of(slots), slots.tolist())
+        page = heapq.nsmallest(page_size + 1, ((item_id, slot) for item_id, slot in named if item_id > after))
+        items = [self._stored_item(state, slot) for _, slot in page[:page_size]]
         token = _encode_token(items[-1].id) if len(page) > page_size else ""
         return items, token
 
@@ -323,7 +323,7 @@ class Collection:
         """A state and the present slot of each id in it (None: absent)."""
         while True:
             state = self._index.state
-            slots = [state.table.location.get(i) for i in ids]
+            slots = state.table.ids.newest_slots(ids)
             if all(slot is None or slot < state.count for slot in slots):
                 return state, [slot if slot is not None and state.dead_at[slot] > state.version else None for slot in slots]
             time.sleep(0)  # a write is between its new slots and its new state: take the state it publishes
@@ -342,8 +342,8 @@ class Collection:
         if threshold is not None:
             keep = scores <= threshold if self._index.lower_is_better else scores >= threshold
             slots, scores = slots[keep], scores[keep]
-        ids, metas, make = state.table.ids, state.table.meta, tuple.__new__  # the fastest way to a NamedTuple
-        return [make(Hit, (ids[slot], score, metas[slot])) for slot, score in zip(slots.tolist(), scores.tolist())]
+        ids, metas, make = state.table.ids.ids_of(slots), state.table.meta, tuple.__new__  # the fastest way to a NamedTuple
+        return [make(Hit, (item_id, score, metas[slot])) for item_id, slot, score in zip(ids, slots.tolist(), scores.tolist())]
 
     # --- writes ---
 
@@ -407,8 +407,8 @@ class Collection:
         with self._write_lock:
             self._check_open()
             # Only writers change membership, and they hold the write lock: no race with this check.
-            location = self._index.state.table.location
-            present = list(dict.fromkeys(i for i in ids if i in location))
+            unique = list(dict.fromkeys(ids))
+            present = [i for i, slot in zip(unique, self._index.state.table.present_slots(unique)) if slot is not None]
             if not present:
                 return 0
             self._wal.append_delete(present)
@@ -441,7 +441,7 @@ class Collection:
                 seq = self._wal.last_seq
                 state = self._index.state
                 slots = np.flatnonzero(state.dead_at[: state.count] > state.version)
-                ids = [state.table.ids[slot] for slot in slots.tolist()]
+                ids = state.table.ids.ids_of(slots)
                 metas = [state.table.meta[slot] for slot in slots.tolist()]
                 with self._copy_lock:
                     fingerprints = [self._fingerprints.get(i, b"") for i in ids]
@@ -512,14 +512,14 @@ class Collection:
             raise self._closed()
 
     def _stored_item(self, state: State, slot: int) -> StoredItem:
-        item_id, meta = state.table.ids[slot], state.table.meta[slot]
+        item_id, meta = state.table.ids.id_of(slot), state.table.meta[slot]
         return StoredItem(
             item_id, state.vectors[slot].copy(), meta.tags, meta.uri, meta.timestamp, meta.has_fingerprint, dict(meta.attributes)
         )
 
     def _copy_candidate(self, state: State, slot: int, score: float, phash: int | None) -> CopyCandidate:
         """Under the copy lock."""
-        item_id, meta = state.table.ids[slot], state.table.meta[slot]
+        item_id, meta = state.table.ids.id_of(slot), state.table.meta[slot]
         fingerprint = self._fingerprints.get(item_id, b"")
         stored_hash = self._hashes.get(item_id) if fingerprint else None
         distance = None if stored_hash is None or phash is None else int(hamming(phash, np.array([stored_hash], np.uint64))[0])
@@ -559,10 +559,7 @@ class Collection:
             self._apply_delete(record.ids)
 
     def _apply_upsert(self, ids, vectors: np.ndarray, tags, uris, timestamps, fingerprints, attributes) -> None:
-        metas = [
-            ItemMeta(tuple(t), uri, timestamp, a or NO_ATTRIBUTES, bool(f))
-            for t, uri, timestamp, f, a in zip(tags, uris, timestamps, fingerprints, attributes)
-        ]
+        metas = [item_meta(t, uri, timestamp, a, bool(f)) for t, uri, timestamp, f, a in zip(tags, uris, timestamps, fingerprints, attributes)]
         with self._copy_lock:  # before the index publishes the items, so a copy search finds their prints
             for item_id, fingerprint in zip(ids, fingerprints):
                 if fingerprint:

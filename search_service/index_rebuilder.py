@@ -6,6 +6,14 @@ which carries over the writes made meanwhile, and starts the next rebuild if one
 already. So no write waits for a build, and searches go on with the old index until the swap.
 It runs at a lower CPU priority, with ScaNN's training on one thread by default
 (IndexPolicy.rebuild_threads), so that searches keep the CPU on a small host.
+
+Settling: a rebuild is due while writes go on only when the tail reaches a share of the index
+(IndexPolicy.tail_fraction), since each costs a whole build; but every search scans the tail
+exactly, so a tail left behind when writes stop (up to 10 % of the index: at 1M items, 78k rows
+made each search take milliseconds instead of tens of microseconds) would slow searches for as
+long as the collection is only read. So once the tail or the dead slots reach `tail_rows`, a
+thread waits for `_SETTLE_SECONDS` without a write, then rebuilds (`wait` does not wait for the
+pause: its caller says writes are over).
 """
 
 from __future__ import annotations
@@ -18,11 +26,13 @@ import time
 from collections.abc import Callable
 
 from search_service.vector_index import VectorIndex
+from server_toolkit.load_limits import map_large_allocations
 
 logger = logging.getLogger(__name__)
 
 _NICE = 10
 _JOIN_SECONDS = 60.0  # at close: a rebuild of 1M items takes ~10-30 s on 2 cores
+_SETTLE_SECONDS = 2.0  # writes paused this long: the tail is folded in (module docstring)
 
 
 class IndexRebuilder:
@@ -31,18 +41,29 @@ class IndexRebuilder:
         self._write_lock = write_lock
         self._label = label  # the collection's name, for log lines
         self._is_open = is_open
-        self._thread: threading.Thread | None = None  # the rebuild under way, if any
+        self._thread: threading.Thread | None = None  # the rebuild under way (or settling), if any
+        self._stopping = threading.Event()
+        # glibc raises its mmap threshold (up to 32 MiB) each time a mapped block is freed; a rebuild
+        # frees many (ScaNN's training, the tuner's score blocks), and blocks of that size would then
+        # stay in the heap, fragmented: 0.55x the raw vectors at 200k items, measured. Fixed at 128 KiB.
+        map_large_allocations(128 * 1024)
 
     @property
     def running(self) -> bool:
         return self._thread is not None
 
-    def start_if_due(self) -> None:
-        """Under the write lock."""
-        if self._thread is not None or not self._is_open() or not self._index.needs_rebuild():
+    def start_if_due(self, *, settled: bool = False) -> None:
+        """Under the write lock. `settled`: the caller knows writes have paused (no waiting)."""
+        if self._thread is not None or not self._is_open():
+            return
+        if self._index.needs_rebuild():
+            settle = False
+        elif self._index.needs_rebuild(settled=True):
+            settle = not settled
+        else:
             return
         # Not a daemon: the interpreter waits for it at exit instead of killing ScaNN mid-training.
-        self._thread = threading.Thread(target=self._run, name=f"rebuild-{self._label}")
+        self._thread = threading.Thread(target=self._run, args=(settle,), name=f"rebuild-{self._label}")
         self._thread.start()
 
     def wait(self) -> None:
@@ -50,7 +71,7 @@ class IndexRebuilder:
         while True:
             with self._write_lock:
                 if self._thread is None:
-                    self.start_if_due()
+                    self.start_if_due(settled=True)
                 thread = self._thread
             if thread is None:
                 return
@@ -58,11 +79,26 @@ class IndexRebuilder:
 
     def stop(self) -> None:
         """After the collection closed: its result is dropped; wait so no training outlives the store."""
+        self._stopping.set()
         thread = self._thread
         if thread is not None:
             thread.join(timeout=_JOIN_SECONDS)
 
-    def _run(self) -> None:
+    def _quiet(self) -> bool:
+        """Waits until no write came for _SETTLE_SECONDS (True), or a rebuild fell due by the
+        write rules meanwhile (True: no reason to wait further), or the collection closed (False)."""
+        version = self._index.state.version
+        while not self._stopping.wait(_SETTLE_SECONDS):
+            if self._index.state.version == version or self._index.needs_rebuild():
+                return True
+            version = self._index.state.version
+        return False
+
+    def _run(self, settle: bool) -> None:
+        if settle and not self._quiet():
+            with self._write_lock:
+                self._thread = None
+            return
         _lower_this_threads_priority()
         try:
             rebuilt = self._index.build(self._index.state)

@@ -3,10 +3,12 @@
 Kinds (upstream guidance, scann/docs/algorithms.md, and SHARP_EDGES.md):
 - `brute_force` below `brute_force_below` items: exact;
 - `tree_ah` from there on: a k-means tree of 2 sqrt(n) leaves (spherical k-means for cosine,
-  which reached recall 0.991 with one leaf where the default gave 0.862 on 200k vectors here),
-  anisotropic hashing with 2 dimensions per block, and exact reordering. Why 2 sqrt(n) and not
-  ScaNN's sqrt(n): on 100k clustered vectors (1,000 clusters, benchmarks/search_scale.py) recall
-  is limited by the partition, not the hashing; sqrt(n) = 316 leaves needed 24 leaves searched
+  which reached recall 0.991 with one leaf where the default gave 0.862 on 200k vectors here)
+  and anisotropic hashing with 1 dimension per block; the best hashed candidates are rescored
+  exactly by the caller, from its own float32 vectors (vector_index.py says why not by ScaNN's
+  reordering), and by `tune` the same way. Why 2 sqrt(n) and not ScaNN's sqrt(n): on 100k
+  clustered vectors (1,000 clusters, benchmarks/search_scale.py) recall is limited by the
+  partition, not the hashing; sqrt(n) = 316 leaves needed 24 leaves searched
   for recall 0.97, 632 leaves needed 2 (each half the size).
 
 How many leaves to search and how many hashed candidates to reorder decide speed and recall.
@@ -15,9 +17,11 @@ A fixed fraction of the leaves makes query time grow with the collection (25 % o
 sample of the collection's own vectors is searched at growing leaves for a few reorder depths,
 against the exact neighbours (each sampled vector left out of its own answer: held out), and
 the cheapest setting whose recall@k reaches `recall_target` is kept, with the recall it had.
+(The vectors here are float32 as indexed, unit length for cosine; the service rescores the
+stored vectors times their inverse norms: the same scores up to the last bit of rounding.)
 Cheapest by a cost model, not by a stopwatch, so the choice does not depend on the machine's
-load: each searched datapoint costs its hashed dimensions (d/2 table lookups), each reordered
-one a float dot product and a cache miss, counted as 8 d.
+load: each searched datapoint costs d/2 (a table lookup per dimension, its 4-bit codes packed
+two a byte), each rescored one a float dot product and a cache miss, counted as 8 d.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ TREE_AH = "tree_ah"
 _LEAVES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048)
 _REORDER_PER_K = (2, 4, 8, 16, 32)  # reorder depths tried, in multiples of k
 _EXACT_CHUNK_ROWS = 32_768  # bounds the temporary memory of the exact neighbours
+_RESCORE_QUERIES = 32  # sample queries rescored at a time (bounds a (queries, candidates, dimension) block)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,7 +48,7 @@ class Tuning:
     """How a searcher is searched, and what that was measured to give."""
 
     leaves_to_search: int  # 0 for brute force
-    reorder: int  # hashed candidates rescored exactly per query (0 for brute force)
+    reorder: int  # best hashed candidates rescored exactly per query (0 for brute force)
     recall: float  # recall@k on the held-out sample (1.0 for brute force)
     k: int  # the k it was tuned for
 
@@ -76,7 +81,6 @@ def build(
         builder.set_n_training_threads(training_threads)
         return BuiltSearcher(builder.build(), BRUTE_FORCE, 0, Tuning(0, 0, 1.0, k))
     num_leaves = max(2, min(size // 4, round(leaves_per_sqrt_n * math.sqrt(size))))
-    deepest = _REORDER_PER_K[-1] * k
     builder = (
         scann_ops_pybind.builder(unit_rows, k, space)
         .tree(
@@ -88,11 +92,12 @@ def build(
             spherical=spherical,
         )
         .score_ah(
-            2,
+            # 1 dimension a block: 4 bits a dimension, 32 bytes a 64-d vector. On 200k x 64, 3 leaves,
+            # rescoring the best 20 reached recall 0.986; with 2 dimensions a block it took 60.
+            1,
             # Anisotropic quantization helps inner products only (cosine is one, over unit vectors).
             anisotropic_quantization_threshold=0.2 if space == "dot_product" else float("nan"),
         )
-        .reorder(deepest)
     )
     builder.set_n_training_threads(training_threads)
     searcher = builder.build()
@@ -123,10 +128,14 @@ def tune(
     for per_k in _REORDER_PER_K:
         reorder = per_k * k
         for leaves in [n for n in _LEAVES if n < num_leaves] + [num_leaves]:
-            found, _ = searcher.search_batched(
-                queries, final_num_neighbors=k + 1, pre_reorder_num_neighbors=reorder + 1, leaves_to_search=leaves
+            candidates, approximate = searcher.search_batched(
+                queries,
+                final_num_neighbors=reorder + 1,
+                pre_reorder_num_neighbors=reorder + 1,
+                leaves_to_search=leaves,
             )
-            recall = _recall(np.asarray(found, np.int64), sample, truth, k)
+            found = _rescored(rows, queries, np.asarray(candidates, np.int64), np.isnan(approximate), space, k + 1)
+            recall = _recall(found, sample, truth, k)
             if (leaves, reorder) == (thorough.leaves_to_search, thorough.reorder):
                 thorough = Tuning(leaves, reorder, recall, k)
             if recall >= recall_target:
@@ -168,6 +177,23 @@ def _exact_neighbours(rows: np.ndarray, queries: np.ndarray, sample: np.ndarray,
         best_rows = np.take_along_axis(candidates, top, axis=1)
         best_keys = np.take_along_axis(keys, top, axis=1)
     return best_rows
+
+
+def _rescored(rows: np.ndarray, queries: np.ndarray, candidates: np.ndarray, missing: np.ndarray, space: str, k: int) -> np.ndarray:
+    """The k best of each query's hashed candidates by exact score, as the service rescores
+    them (-1 where fewer were found; `missing` marks ScaNN's padding)."""
+    best = np.empty((len(queries), k), np.int64)
+    for start in range(0, len(queries), _RESCORE_QUERIES):
+        stop = start + _RESCORE_QUERIES
+        block = rows[candidates[start:stop]]  # (queries, candidates, dimension)
+        if space == "squared_l2":
+            keys = ((block - queries[start:stop, None, :]) ** 2).sum(axis=2)
+        else:
+            keys = -np.einsum("qcd,qd->qc", block, queries[start:stop])
+        keys[missing[start:stop]] = np.inf
+        order = np.argsort(keys, axis=1, kind="stable")[:, :k]
+        best[start:stop] = np.where(np.take_along_axis(keys, order, axis=1) < np.inf, np.take_along_axis(candidates[start:stop], order, axis=1), -1)
+    return best
 
 
 def _recall(found: np.ndarray, sample: np.ndarray, truth: np.ndarray, k: int) -> float:

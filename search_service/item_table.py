@@ -8,29 +8,39 @@ write: slot s is present for it when s < state.count and state.dead_at[s] > stat
 So a reader sees exactly the writes up to its version, whatever the writer does meanwhile.
 
 Why that is safe without a lock (CPython, one writer at a time under the collection's write lock):
-- numpy columns grow by doubling into a new array; the old array, still held by older states,
+- numpy columns (columns.py) grow into a new array; the old array, still held by older states,
   keeps every slot and every stamp those states can see (stamps newer than them do not count);
-- `ids` and `meta` are lists that only grow (appending and indexing are atomic under the GIL);
+- `meta` is a list that only grows (appending and indexing are atomic under the GIL);
 - a tag's posting list (its slots, ascending) and an attribute's column are `Column`s: a reader
   takes the length, then the array, which then holds at least that many entries;
-- `location` (id -> its present slot) is a dict the writer updates before it publishes a state;
-  a reader that finds a slot past its state's count takes a newer state (see VectorIndex).
+- ids (item_ids.py) find their newest slot; a reader that finds a slot past its state's count
+  takes a newer state (see Collection._lookup).
+
+Memory, per item besides its vector: the id (item_ids.py, ~40 bytes), 8 for `dead_at`, 4 for
+the inverse norm, 8 for the `meta` pointer; an item with no tags, uri, timestamp, attributes
+or fingerprint shares one `NO_META` instead of an object of its own (~70 bytes).
 
 Compaction (`compacted`) copies the slots present at one state into a new, dense table, in
-the background; `carry_over` then appends what was written since, under the write lock.
+the background; `carry_over` then appends what was written since, under the write lock. A
+rebuild when nothing died skips it and indexes the same table (vector_index.py).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import time
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 
 import numpy as np
 
+from search_service.columns import Column
+from search_service.item_ids import ItemIds
+
 ALIVE = np.iinfo(np.int64).max  # dead_at of a present slot
 NO_ATTRIBUTES: Mapping[str, float] = MappingProxyType({})  # shared by every item without attributes, not one dict each
+_SLICE = 8_192  # Python-level copies in the background yield the GIL this often (searches wait less)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -44,27 +54,14 @@ class ItemMeta:
     has_fingerprint: bool = False
 
 
-class Column:
-    """A numpy array that only grows, by doubling; `values()` is safe while one writer appends."""
+NO_META = ItemMeta(())  # shared by every item that carries nothing besides its vector
 
-    def __init__(self, dtype, width: int = 0, fill=0) -> None:
-        self._shape_tail = (width,) if width else ()
-        self._fill = fill
-        self.array = np.full((16, *self._shape_tail), fill, dtype)
-        self.length = 0
 
-    def append(self, values: np.ndarray) -> None:
-        needed = self.length + len(values)
-        if needed > len(self.array):
-            grown = np.full((max(needed, 2 * len(self.array)), *self._shape_tail), self._fill, self.array.dtype)
-            grown[: self.length] = self.array[: self.length]
-            self.array = grown  # readers holding the old array keep what they could see
-        self.array[self.length : needed] = values
-        self.length = needed  # only now can a reader see the new entries
-
-    def values(self) -> np.ndarray:
-        length = self.length  # first the length, then the array: it holds at least that many
-        return self.array[:length]
+def item_meta(tags: Sequence[str], uri: str, timestamp: int, attributes: Mapping[str, float] | None, has_fingerprint: bool) -> ItemMeta:
+    """The metadata of one item, `NO_META` when it has none."""
+    if not (tags or uri or timestamp or attributes or has_fingerprint):
+        return NO_META
+    return ItemMeta(tuple(tags), uri, timestamp, attributes or NO_ATTRIBUTES, has_fingerprint)
 
 
 class ItemTable:
@@ -75,26 +72,27 @@ class ItemTable:
         self.cosine = cosine
         self.vectors = Column(np.float32, dimension)
         self.inverse_norms = Column(np.float32) if cosine else None
-        self.dead_at = Column(np.int64, fill=ALIVE)
-        self.ids: list[str] = []
+        self.dead_at = Column(np.int64)
+        self.ids = ItemIds()
         self.meta: list[ItemMeta] = []
-        self.location: dict[str, int] = {}  # id -> its present slot
         self.postings: dict[str, Column] = {}  # tag -> its slots, ascending (dead ones too)
         self.attributes: dict[str, Column] = {}  # name -> value per slot, NaN where an item has none
+        self.count = 0  # slots [0, count) have all of their parts
         self.live = 0
 
-    @property
-    def count(self) -> int:
-        return len(self.ids)
+    def present_slots(self, ids: Sequence[str]) -> list[int | None]:
+        """The slot of each id present now (for the writer: readers check their state instead)."""
+        dead_at = self.dead_at.array
+        return [None if slot is None or dead_at[slot] != ALIVE else slot for slot in self.ids.newest_slots(ids)]
 
     def append(self, ids: Sequence[str], vectors: np.ndarray, metas: Sequence[ItemMeta], version: int) -> np.ndarray:
         """New slots for these items (a replaced item's old slot dies at `version`). The new
-        slots exist before `location` points at them, so a reader never finds an item missing
+        slots exist before the ids point at them, so a reader never finds an item missing
         while it is being replaced."""
-        replaced = np.fromiter((slot for slot in map(self.location.get, ids) if slot is not None), np.int64)
+        replaced = np.array([slot for slot in self.present_slots(ids) if slot is not None], np.int64)
         first = self.count
         self._append_slots(ids, vectors, metas)
-        self.location.update(zip(ids, range(first, first + len(ids))))
+        self.ids.remember(ids, first)
         self.dead_at.array[replaced] = version
         self.live += len(ids) - len(replaced)
         return replaced  # the slots that died
@@ -108,7 +106,7 @@ class ItemTable:
         self.dead_at.append(np.full(len(ids), ALIVE, np.int64))
         self._append_attributes(metas)
         self.meta.extend(metas)
-        self.ids.extend(ids)  # after the columns: a slot below `count` has all of its parts
+        self.ids.append(ids)
         by_tag: dict[str, list[int]] = {}
         for offset, meta in enumerate(metas):
             for tag in meta.tags:
@@ -118,12 +116,13 @@ class ItemTable:
             if posting is None:
                 posting = self.postings[tag] = Column(np.int64)
             posting.append(np.asarray(slots, np.int64))
+        self.count = first + len(ids)  # last: a slot below `count` has all of its parts
 
     def kill(self, ids: Sequence[str], version: int) -> tuple[list[str], np.ndarray]:
         """Stamps the present slots of `ids` dead at `version`: (the ids that were present, their slots)."""
+        ids = list(dict.fromkeys(ids))
         killed, slots = [], []
-        for item_id in ids:
-            slot = self.location.pop(item_id, None)
+        for item_id, slot in zip(ids, self.present_slots(ids)):
             if slot is not None:
                 killed.append(item_id)
                 slots.append(slot)
@@ -135,7 +134,7 @@ class ItemTable:
     def _append_attributes(self, metas: Sequence[ItemMeta]) -> None:
         names = {name for meta in metas for name in meta.attributes}
         for name in names - self.attributes.keys():
-            column = Column(np.float64, fill=math.nan)
+            column = Column(np.float64)
             column.append(np.full(self.count, math.nan))
             self.attributes[name] = column
         for name, column in self.attributes.items():
@@ -154,9 +153,10 @@ class ItemTable:
         if self.inverse_norms is not None:
             table.inverse_norms.append(self.inverse_norms.array[present])
         table.dead_at.append(np.full(len(present), ALIVE, np.int64))
-        table.meta = [self.meta[slot] for slot in present.tolist()]
-        table.ids = [self.ids[slot] for slot in present.tolist()]
-        table.location = dict(zip(table.ids, range(len(present))))
+        for chunk in range(0, len(present), _SLICE):
+            table.meta.extend(map(self.meta.__getitem__, present[chunk : chunk + _SLICE].tolist()))
+            time.sleep(0)  # a Python loop keeps the GIL for 5 ms slices otherwise: searches would wait
+        table.ids = self.ids.compacted(present)
         for tag, posting in list(self.postings.items()):
             slots = posting.values()
             slots = old_to_new[slots[slots < count]]
@@ -167,9 +167,9 @@ class ItemTable:
         for name, column in list(self.attributes.items()):
             values = column.values()[:count][present]  # a column is as long as the table (NaN-filled when new)
             if not np.isnan(values).all():
-                table.attributes[name] = Column(np.float64, fill=math.nan)
+                table.attributes[name] = Column(np.float64)
                 table.attributes[name].append(values)
-        table.live = len(present)
+        table.count = table.live = len(present)
         return table, old_to_new
 
     def carry_over(self, old: ItemTable, count: int, version: int, old_to_new: np.ndarray) -> None:
@@ -182,13 +182,8 @@ class ItemTable:
         assert (new_slots >= 0).all(), "a slot that died after the compaction's state was present in it"
         self.dead_at.array[new_slots] = dead_at[stamped]
         first = self.count
-        added = old.ids[count:]
+        added = old.ids.ids_of(np.arange(count, old.count))
         self._append_slots(added, old.vectors.array[count : old.count], old.meta[count:])
+        self.ids.remember(added, first)  # in slot order: an id written twice ends at its newest slot
         self.dead_at.array[first : self.count] = dead_at[count : old.count]
-        for item_id in {old.ids[slot] for slot in stamped.tolist()} | set(added):
-            slot = old.location.get(item_id)
-            if slot is None:
-                self.location.pop(item_id, None)
-            else:
-                self.location[item_id] = int(old_to_new[slot]) if slot < count else first + slot - count
-        self.live = len(self.location)
+        self.live = old.live  # the same items as `old` now
