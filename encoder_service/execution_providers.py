@@ -65,6 +65,10 @@ def tensorrt_loadable() -> bool:
     return True
 
 
+class DeviceUnavailable(RuntimeError):
+    """The device asked for cannot run here: the server refuses to start rather than run elsewhere."""
+
+
 def providers_for(device: str) -> list[str]:
     """`auto`: CUDA when it loads, else CPU; `cuda`: CUDA or an error; `tensorrt`: TensorRT then CUDA
     (for what TensorRT does not take), or an error; `cpu`: CPU."""
@@ -72,12 +76,12 @@ def providers_for(device: str) -> list[str]:
         return [CPU]
     if device == "tensorrt":
         if not (cuda_loadable() and tensorrt_loadable()):
-            raise RuntimeError(f"device=tensorrt but {TENSORRT_LIBRARY} or the CUDA libraries cannot be loaded")
+            raise DeviceUnavailable(f"device=tensorrt but {TENSORRT_LIBRARY} or the CUDA libraries cannot be loaded")
         return [TENSORRT, CUDA, CPU]
     if cuda_loadable():
         return [CUDA, CPU]
     if device == "cuda":
-        raise RuntimeError("device=cuda but the CUDA libraries ONNX Runtime needs cannot be loaded")
+        raise DeviceUnavailable("device=cuda but the CUDA libraries ONNX Runtime needs (or the driver's libcuda.so.1) cannot be loaded")
     return [CPU]
 
 

@@ -251,9 +251,14 @@ def main(argv: list[str] | None = None) -> int:
             sys.exit(f"lookalike {args.command}: {missing.name} is missing; install the servers with `pip install 'lookalike[server]'`")
         from server_toolkit.security import InsecureSettings
 
+        refusals: tuple[type[Exception], ...] = (InsecureSettings,)
+        if args.command == "serve-encoder":
+            from encoder_service.execution_providers import DeviceUnavailable
+
+            refusals += (DeviceUnavailable,)
         try:
             serve(settings)
-        except InsecureSettings as refused:
+        except refusals as refused:
             sys.exit(f"lookalike {args.command}: {refused}")
         return 0
     return COMMANDS[args.command](args)
