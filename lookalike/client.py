@@ -301,15 +301,18 @@ class _Client:
         token: str | None = None,
         timeout: float = 30.0,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        load_balancing: str = "",
     ) -> None:
         """`target` is an address (TLS when `credentials` are given, see `tls_credentials`) or a
         channel the caller owns; `token` is sent as the bearer token of every call; `timeout` is
-        the deadline of every call that does not give its own."""
+        the deadline of every call that does not give its own. `load_balancing="round_robin"`
+        spreads calls over every address `target` resolves to ("dns:///search.ns.svc:50052", a
+        Kubernetes headless Service); the default, pick_first, keeps to one (see `new_channel`)."""
         self._owns_channel = isinstance(target, str)
         self.address = target if isinstance(target, str) else ""
         self.timeout = timeout
         if isinstance(target, str):
-            self.channel = new_channel(target, credentials, max_message_bytes, token)
+            self.channel = new_channel(target, credentials, max_message_bytes, token, load_balancing)
         else:
             self.channel = with_token(target, token)
         self._health = health_pb2_grpc.HealthStub(self.channel)

@@ -140,3 +140,24 @@ def test_the_distribution_ships_every_package_of_the_tree():
         if "__pycache__" not in init.parts
     }
     assert in_tree - shipped == set()
+
+
+def test_a_client_with_round_robin_spreads_its_calls_over_every_address(tmp_path, search_address):
+    """As over a Kubernetes headless Service: one target, several servers; pick_first keeps to one."""
+    from lookalike.client import SearchClient
+    from search_service.server import create_server
+    from search_service.settings import SearchSettings
+
+    other, port = create_server(SearchSettings(host="127.0.0.1", port=0, data_dir=tmp_path / "other"))
+    other.start()
+    try:
+        with SearchClient(search_address, timeout=10) as first:
+            first.create_collection("only-on-the-first", dimension=2)
+        target = f"ipv4:{search_address},127.0.0.1:{port}"
+        with SearchClient(target, timeout=10, load_balancing="round_robin") as spread, SearchClient(target, timeout=10) as sticky:
+            spread.wait_until_serving(10)
+            seen = {tuple(c.name for c in spread.list_collections()) for _ in range(6)}
+            assert seen == {("only-on-the-first",), ()}, "round_robin answered from one server only"
+            assert len({tuple(c.name for c in sticky.list_collections()) for _ in range(6)}) == 1
+    finally:
+        other.stop(None)
