@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from copy_detection.copy_edits import EDITS, MIX, copies
+from lookalike.errors import FailedPrecondition, Reason
 from search_service.collection import Collection
 
 EDIT_NAMES = [*EDITS, MIX]
@@ -69,15 +70,20 @@ def measure(
     embed_after: Embed,
     label_prefix: str = "",
 ) -> MigrationReport:
-    """The report on the items of `pictures` (id -> its kept picture), present in both collections."""
-    ids = sorted(pictures)
-    assert ids, "a report needs at least one item with a picture"
+    """The report on the items of `pictures` (id -> its kept picture) that are in both collections."""
+    found = [{item.id: item for item in collection.get(sorted(pictures))[0]} for collection in (before, after)]
+    ids = [i for i in sorted(pictures) if i in found[0] and i in found[1]]  # writes go on while measuring
+    if not ids:
+        raise FailedPrecondition(
+            f"collection '{before.spec.name}' has no item with a kept picture: nothing to measure",
+            reason=Reason.SOURCES_NOT_KEPT,
+            metadata={"collection": before.spec.name},
+        )
     sides = []
     neighbours = []
-    for collection, embed in ((before, embed_before), (after, embed_after)):
-        found, _ = collection.get(ids)
-        vectors = {item.id: item.vector for item in found}
-        labels = {item.id: _label(item.tags, label_prefix) for item in found}
+    for collection, embed, items in ((before, embed_before, found[0]), (after, embed_after, found[1])):
+        vectors = {i: items[i].vector for i in ids}
+        labels = {i: _label(items[i].tags, label_prefix) for i in ids}
         nearest = {i: collection.search(vectors[i], 10, exclude_ids={i}, exact=True) for i in ids}
         neighbours.append(nearest)
         by_edit = [_copy_recall(collection, embed, ids, pictures, edit) for edit in EDIT_NAMES]

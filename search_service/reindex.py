@@ -150,8 +150,10 @@ class Reindex:
         record = self.record
         record.phase = "measuring"
         self._save()
-        with self._lock:  # a still picture of both collections while they agree
-            report = self._report()
+        # Not under the mirrors' lock: measuring embeds every sampled picture's edits with both
+        # versions, which can take longer than a client waits for a write the lock would hold up.
+        # A write meanwhile moves a few sampled items; `measure` leaves out any that went.
+        report = self._report()
         record.report = report.to_json()
         self.records.save_picture(record, migration_report.picture(report))
         if not record.switch_alias:
@@ -182,13 +184,7 @@ class Reindex:
         candidates = _all_ids(target)
         rng = np.random.default_rng(migration_report.SEED)
         sample = sorted(rng.choice(candidates, min(record.report_sample, len(candidates)), replace=False).tolist()) if candidates else []
-        if not sample:
-            raise FailedPrecondition(
-                f"collection '{record.source}' has no item with a kept picture: nothing to measure",
-                reason=Reason.SOURCES_NOT_KEPT,
-                metadata={"collection": record.source},
-            )
-        pictures = {i: kept.read(i) for i in sample}
+        pictures = {i: picture for i in sample if (picture := kept.read(i)) is not None}
         before_ref = images_pb2.ModelRef(name=source.spec.model_name, version=source.spec.model_version)
         after_ref = images_pb2.ModelRef(name=record.model_name, version=record.model_version)
         return migration_report.measure(source, target, pictures, self._embedder(before_ref), self._embedder(after_ref), record.label_prefix)
