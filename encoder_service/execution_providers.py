@@ -35,22 +35,22 @@ def _cuda_libraries(cuda_version: str) -> list[str]:
     return ["libcuda.so.1", f"libcudart.so.{major}", f"libcublasLt.so.{major}", "libcudnn.so.9"]
 
 
-def cuda_loadable() -> bool:
+def cuda_missing() -> str:
+    """Why CUDA cannot run here: "" when it can, else what is missing, for the log or the refusal."""
     if CUDA not in onnxruntime.get_available_providers():
-        return False
+        return "this onnxruntime build has no CUDA execution provider (install the gpu extra)"
     from onnxruntime.capi import build_and_package_info
 
     cuda_version = getattr(build_and_package_info, "cuda_version", "")
     if not cuda_version:
-        return False
+        return "this onnxruntime build names no CUDA version"
     _preload_python_packages()
     try:
         for library in _cuda_libraries(cuda_version):
             ctypes.CDLL(library)
     except OSError as missing:
-        log.info("CUDA not usable, running on CPU", extra={"fields": {"reason": str(missing)}})
-        return False
-    return True
+        return str(missing)
+    return ""
 
 
 def tensorrt_loadable() -> bool:
@@ -74,14 +74,16 @@ def providers_for(device: str) -> list[str]:
     (for what TensorRT does not take), or an error; `cpu`: CPU."""
     if device == "cpu":
         return [CPU]
+    missing = cuda_missing()
     if device == "tensorrt":
-        if not (cuda_loadable() and tensorrt_loadable()):
-            raise DeviceUnavailable(f"device=tensorrt but {TENSORRT_LIBRARY} or the CUDA libraries cannot be loaded")
+        if missing or not tensorrt_loadable():
+            raise DeviceUnavailable(f"device=tensorrt but {TENSORRT_LIBRARY} or the CUDA libraries cannot be loaded: {missing or 'TensorRT'}")
         return [TENSORRT, CUDA, CPU]
-    if cuda_loadable():
+    if not missing:
         return [CUDA, CPU]
     if device == "cuda":
-        raise DeviceUnavailable("device=cuda but the CUDA libraries ONNX Runtime needs (or the driver's libcuda.so.1) cannot be loaded")
+        raise DeviceUnavailable(f"device=cuda but CUDA cannot run here: {missing}")
+    log.info("CUDA not usable, running on CPU", extra={"fields": {"reason": missing}})
     return [CPU]
 
 

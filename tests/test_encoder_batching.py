@@ -180,10 +180,25 @@ def test_a_bad_batch_ends_the_stream_after_the_ones_before_it(encoder, digit_png
     assert [(v.field, v.reason) for v in raised.value.field_violations] == [("images[1].encoded", "IMAGE_UNDECODABLE")]
 
 
+def test_a_device_that_cannot_run_here_is_refused_with_why_and_auto_says_it_runs_on_cpu(tmp_path, caplog):
+    # No mock: this machine has no GPU driver (libcuda.so.1), whatever onnxruntime build it has.
+    repository = tmp_path / "models"
+    write_linear_model(repository, name="nogpu")
+    caplog.set_level("INFO", logger=execution_providers.__name__)
+    missing = execution_providers.cuda_missing()
+    assert missing, "a GPU machine: this test is for one without"
+    with pytest.raises(execution_providers.DeviceUnavailable) as refused:
+        create_server(EncoderSettings(host="127.0.0.1", port=0, model_repository=repository, device="cuda"))
+    assert str(refused.value) == f"device=cuda but CUDA cannot run here: {missing}"
+    assert not [r for r in caplog.records if "running on CPU" in r.getMessage()], "no fallback is announced before a refusal"
+    assert execution_providers.providers_for("auto") == [execution_providers.CPU]
+    assert [r.fields["reason"] for r in caplog.records if r.getMessage() == "CUDA not usable, running on CPU"] == [missing]
+
+
 def test_a_cuda_request_that_falls_back_to_cpu_is_visible(monkeypatch, tmp_path, caplog):
     # The one mock: this machine has no GPU, so the CUDA libraries are said to load. ONNX Runtime
     # then really tries CUDA, fails, and falls back to CPU, as it does on a host with a broken driver.
-    monkeypatch.setattr(execution_providers, "cuda_loadable", lambda: True)
+    monkeypatch.setattr(execution_providers, "cuda_missing", lambda: "")
     repository = tmp_path / "models"
     write_linear_model(repository, name="fallback")
     server, port = create_server(EncoderSettings(host="127.0.0.1", port=0, model_repository=repository, refresh_seconds=0))
@@ -240,7 +255,7 @@ def test_tensorrt_is_asked_for_first_and_a_fallback_is_visible(monkeypatch, tmp_
     write_linear_model(repository, name="trt")
     with pytest.raises(RuntimeError, match="libnvinfer"):
         create_server(EncoderSettings(host="127.0.0.1", port=0, model_repository=repository, device="tensorrt"))
-    monkeypatch.setattr(execution_providers, "cuda_loadable", lambda: True)
+    monkeypatch.setattr(execution_providers, "cuda_missing", lambda: "")
     monkeypatch.setattr(execution_providers, "tensorrt_loadable", lambda: True)
     server, port = create_server(
         EncoderSettings(host="127.0.0.1", port=0, model_repository=repository, refresh_seconds=0, device="tensorrt", tensorrt_engine_cache=tmp_path / "engines")
