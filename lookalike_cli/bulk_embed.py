@@ -80,7 +80,7 @@ def run(args: argparse.Namespace, connection: dict) -> int:
         embedded = _embed(args, output, job, version_dir, card, sender, bars)
         complete = output.embedded_parts()
         if sender is not None:  # parts embedded by an earlier run that did not send them
-            for part in sorted(complete - output.upserted_parts(args.collection)):
+            for part in sorted(complete - output.upserted_parts(sender.destination)):
                 if not sender.send(part, output.read_vectors(part)):
                     break
             sender.finish()
@@ -89,7 +89,7 @@ def run(args: argparse.Namespace, connection: dict) -> int:
     left = job.parts - len(complete)
     if sender is not None:
         print(sender.report.summary())
-        left += job.parts - len(output.upserted_parts(args.collection))
+        left += job.parts - len(output.upserted_parts(sender.destination))
     if left:
         sys.exit("lookalike bulk-embed: not every part is done; run the same command again to resume")
     return 0
@@ -134,13 +134,21 @@ def _embed(args, output, job, version_dir: Path, card, sender, bars: bool) -> in
 
 def _sender(args, connection: dict, output, job, dimension: int, resources: contextlib.ExitStack):
     from lookalike.client import SearchClient
+    from lookalike_cli.bulk_parts import destination
     from lookalike_cli.bulk_upsert import PartSender, collection_for
     from lookalike_cli.indexing import backoff
 
     client = resources.enter_context(SearchClient(args.search, timeout=args.timeout, **connection))
     collection_for(client, args.collection, job, dimension)
     return PartSender(
-        client, args.collection, output, args.batch_size, backoff(args.retries), tags=tuple(args.tag), folder_tags=not args.no_folder_tags
+        client,
+        args.collection,
+        destination(args.search, args.collection),
+        output,
+        args.batch_size,
+        backoff(args.retries),
+        tags=tuple(args.tag),
+        folder_tags=not args.no_folder_tags,
     )
 
 

@@ -6,12 +6,13 @@
     OUT/vectors/part-000000.parquet part 0's vectors: complete when it exists (renamed into place)
     OUT/errors/part-000000.parquet  part 0's files that could not be embedded, with why (written first)
     OUT/errors.jsonl                every part's errors, gathered at the end of each run
-    OUT/upserted-COLLECTION.txt     the parts sent to that collection, one number a line
+    OUT/upserted-COLLECTION-HASH.txt the parts sent to that collection of that service (HASH: of its
+                                    address), one number a line
 
 A part is `part_size` consecutive files of the listing, numbered from 0. The first run copies the
 listing into `listing/` once, so a part's files never change afterwards, even when the source folder
 does: a rerun embeds exactly the parts whose vectors file is missing, and sends exactly the complete
-parts its collection's record lacks. A rerun with another source, part size or model is refused
+parts its destination's record lacks. A rerun with another source, part size or model is refused
 rather than mixing two catalogues or two models in one folder.
 
 Ids, labels and paths follow `lookalike index`: for a folder, the id is the path relative to it and
@@ -24,6 +25,7 @@ Relative paths in a listing are relative to the listing's folder.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import re
@@ -116,15 +118,16 @@ class Output:
     def embedded_parts(self) -> set[int]:
         return {part for part, _ in numbered_files(self.vectors, PART)}
 
-    def upserted_parts(self, collection: str) -> set[int]:
+    def upserted_parts(self, destination: str) -> set[int]:
+        """The parts sent to `destination` (`destination(address, collection)`)."""
         try:
-            return {int(line) for line in self._upserted(collection).read_text().split()}
+            return {int(line) for line in self._upserted(destination).read_text().split()}
         except FileNotFoundError:
             return set()
 
-    def record_upserted(self, collection: str, part: int) -> None:
-        """Appends `part` to the collection's record; a torn last line from a crash is re-sent, harmless."""
-        with open(self._upserted(collection), "a") as record:
+    def record_upserted(self, destination: str, part: int) -> None:
+        """Appends `part` to the destination's record; a torn last line from a crash is re-sent, harmless."""
+        with open(self._upserted(destination), "a") as record:
             record.write(f"{part}\n")
             record.flush()
             os.fsync(record.fileno())
@@ -152,8 +155,15 @@ class Output:
         write_atomically(self.root / "errors.jsonl", write)
         return count
 
-    def _upserted(self, collection: str) -> Path:
-        return self.root / f"upserted-{collection}.txt"
+    def _upserted(self, destination: str) -> Path:
+        return self.root / f"upserted-{destination}.txt"
+
+
+def destination(address: str, collection: str) -> str:
+    """What a record of sent parts is kept per: a collection of one service. By name alone, one
+    output sent to "shop" on a staging service and then on production would skip every part the
+    first run sent."""
+    return f"{collection}-{hashlib.blake2b(address.encode(), digest_size=4).hexdigest()}"
 
 
 def _entries(source: Path) -> Iterator[tuple[str, str, str]]:

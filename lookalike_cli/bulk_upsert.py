@@ -48,6 +48,7 @@ def collection_for(client: SearchClient, name: str, job: Job, dimension: int) ->
 class PartSender:
     client: SearchClient
     collection: str
+    destination: str  # bulk_parts.destination of the client's address and the collection
     output: Output
     batch_size: int  # items per message
     retry_delays: Sequence[float]
@@ -70,7 +71,7 @@ class PartSender:
         batches = [Batch.of(items[i : i + per_message]) for i in range(0, len(items), per_message)]
         if not self._sender.send(batches):
             return False
-        self.output.record_upserted(self.collection, part)
+        self.output.record_upserted(self.destination, part)
         self.parts += 1
         return True
 

@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from lookalike_cli.bulk_parts import destination
 from lookalike_cli.main import main
 from tests.conftest import png_bytes
 from tests.onnx_factory import write_linear_model
@@ -140,7 +141,7 @@ def test_vectors_go_to_a_real_search_service_and_a_lost_upsert_record_is_sent_ag
             assert nearest.id == ids[i] and f"folder:{good[ids[i]]}" in nearest.tags
 
         # The run is killed after sending part 3 but before recording it: the rerun sends it again.
-        record = out / "upserted-digits.txt"
+        record = out / f"upserted-{destination(search_address, 'digits')}.txt"
         kept = [line for line in record.read_text().splitlines() if line != "3"]
         record.write_text("".join(f"{line}\n" for line in kept))
         part = pq.read_table(out / "vectors" / "part-000003.parquet").column("id").to_pylist()
@@ -148,6 +149,14 @@ def test_vectors_go_to_a_real_search_service_and_a_lost_upsert_record_is_sent_ag
         assert bulk_embed(*args) == 0
         assert f"indexed {len(part)}, skipped 0, failed 0" in capsys.readouterr().out
         assert {item.id for item in client.get("digits", part).items} == set(part)
+
+        # The same output sent to "digits" of another service (here the same server by another
+        # address, emptied first: what a staging copy then production would see) sends every part.
+        client.delete("digits", list(good))
+        elsewhere = [*args[:-4], "--search", search_address.replace("127.0.0.1", "localhost"), "--collection", "digits"]
+        assert bulk_embed(*elsewhere) == 0
+        assert f"indexed {len(good)}, skipped 0, failed 0" in capsys.readouterr().out
+        assert client.get_collection("digits").size == len(good)
 
 
 def test_a_listing_of_paths_keeps_its_ids_and_reports_missing_files(tmp_path, catalogue, repository, capsys):
