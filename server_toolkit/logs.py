@@ -8,6 +8,7 @@ import json
 import logging
 import sys
 import time
+import warnings
 
 
 class JsonFormatter(logging.Formatter):
@@ -31,3 +32,11 @@ def configure(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    warnings.showwarning = _log_warning
+
+
+def _log_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A Python warning (Pillow's DecompressionBombWarning for a picture the service then refuses, a
+    library's deprecation) as a log line like the others, instead of raw text on stderr; without
+    the file and line it was raised at, which are paths of the server."""
+    logging.getLogger("py.warnings").warning(str(message), extra={"fields": {"category": category.__name__}})

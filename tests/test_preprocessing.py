@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -222,3 +225,23 @@ def test_the_pixel_limit_never_exceeds_pillows_own():
 
 def test_a_gif_frame_beyond_its_screen_grows_the_picture():
     assert decode(odd_images.gif_frame_beyond_screen()).size == (64, 48)
+
+
+def test_a_pillow_warning_in_a_server_process_is_a_json_log_line_without_paths():
+    # In a process of its own: logs.configure sets up the process, as a server's main does.
+    script = (
+        "from server_toolkit import logs; logs.configure()\n"
+        "from lookalike.preprocessing import ImageDecodeError, decode\n"
+        "from tests import odd_images\n"
+        "try:\n"
+        "    decode(odd_images.png_bomb(10_000, 10_000), max_pixels=10**9)\n"
+        "except ImageDecodeError as refused:\n"
+        "    print(refused.reason)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=Path(__file__).parents[1])
+    assert done.returncode == 0 and not done.stderr, done.stderr  # before: Pillow's warning, raw, with a path
+    lines = done.stdout.splitlines()
+    assert lines[-1] == "IMAGE_TOO_LARGE"
+    (warning,) = [json.loads(line) for line in lines[:-1]]
+    assert (warning["severity"], warning["logger"], warning["category"]) == ("WARNING", "py.warnings", "DecompressionBombWarning")
+    assert "could be decompression bomb" in warning["message"] and "/" not in warning["message"]
