@@ -5,7 +5,8 @@ training and tuning: vector_index.py), then takes the collection's write lock fo
 which carries over the writes made meanwhile, and starts the next rebuild if one is due
 already. So no write waits for a build, and searches go on with the old index until the swap.
 It runs at a lower CPU priority, with ScaNN's training on one thread by default
-(IndexPolicy.rebuild_threads), so that searches keep the CPU on a small host.
+(IndexPolicy.rebuild_threads), so that searches keep the CPU on a small host. A long tail gets
+a searcher of its own first (a delta: vector_index.py), swapped in the same way.
 
 Settling: a rebuild is due while writes go on only when the tail reaches a share of the index
 (IndexPolicy.tail_fraction), since each costs a whole build; but every search scans the tail
@@ -99,8 +100,10 @@ class IndexRebuilder:
             with self._write_lock:
                 self._thread = None
             return
-        _lower_this_threads_priority()
         try:
+            # At the searches' own priority: until the delta is in, each of them scans the tail.
+            self._delta_first()
+            _lower_this_threads_priority()
             rebuilt = self._index.build(self._index.state)
         except Exception:  # writes are durable and applied; searches stay correct on the old index
             logger.exception("collection %r: rebuilding the index failed", self._label)
@@ -116,6 +119,15 @@ class IndexRebuilder:
         del rebuilt  # the old table and searcher go with it (once no search holds their state)
         if installed:
             _return_free_memory()
+
+    def _delta_first(self) -> None:
+        """A long tail gets a searcher of its own before the whole is rebuilt (vector_index.py)."""
+        source = self._index.state
+        delta = self._index.build_delta(source)
+        if delta is not None:
+            with self._write_lock:
+                if self._is_open():
+                    self._index.install_delta(delta, source)
 
 
 def _lower_this_threads_priority() -> None:

@@ -27,6 +27,14 @@ includes presence; every present item when None):
 With a brute-force base every result is therefore exact; with a tree it is as approximate as
 the tuning (index_tuning.py) measured.
 
+A long tail (a bulk upsert of 125k items into 1M, or the writes made during a long rebuild) would
+make every search scan it exactly until the rebuild that folds it in is swapped in: 8-26 ms a
+search at 1M, against 0.1 ms. So when a rebuild starts with at least `delta_rows` in the tail, the
+tail first gets a searcher of its own (`build_delta`, seconds where the whole takes a minute), the
+*delta*, over [base.upto, delta.upto), searched like the base and merged; only what was written
+after it is scanned exactly. The next base covers the delta's slots and replaces it. A filtered
+search scans the tail exactly, delta or not.
+
 A tree base is ScaNN's partitioning and anisotropic hashing only, at 4 bits a dimension: its
 `reorder` best hashed candidates are rescored exactly here, from the table's vectors, instead
 of by ScaNN's reordering, which keeps a copy of every vector of its own beside the table's
@@ -76,6 +84,7 @@ class IndexPolicy:
     tail_rows: int = 2_048  # items written since the last build that trigger a rebuild...
     tail_fraction: float = 0.1  # ...or this share of the built index, whichever is more
     dead_fraction: float = 0.1  # deleted or replaced share of the built index that triggers one
+    delta_rows: int = 20_000  # a tail at least this long gets a searcher of its own before a rebuild
     exact_scan_rows: int = 2_048  # a filter matching at most this many items is scanned exactly...
     exact_scan_fraction: float = 0.05  # ...as is one matching at most this share of the collection
     widen_fraction: float = 0.25  # overfetching past this share of the collection scans exactly instead
@@ -85,13 +94,14 @@ class IndexPolicy:
 
 @dataclasses.dataclass(frozen=True)
 class Base:
-    """A built searcher over the slots [0, upto) of `table`."""
+    """A built searcher over the slots [start, upto) of `table`: the base (start 0) or a delta."""
 
     scann: object  # the pybind searcher, called without the Python wrapper's overhead
     kind: str
     upto: int
     num_leaves: int
     tuning: Tuning
+    start: int = 0  # the searcher's row 0 is this slot
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -107,6 +117,7 @@ class State:
     dead_at: np.ndarray
     base: Base | None
     base_dead: int  # slots of the base dead at this version
+    delta: Base | None  # over [base.upto, delta.upto), or None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,6 +150,7 @@ class VectorIndex:
         self._version = 0
         self._base: Base | None = None
         self._base_dead = 0
+        self._delta: Base | None = None
         self.state = self._state()
 
     def ids(self) -> list[str]:
@@ -181,6 +193,7 @@ class VectorIndex:
             table.dead_at.array,
             self._base,
             self._base_dead,
+            self._delta,
         )
 
     # --- rebuilds ---
@@ -230,17 +243,7 @@ class VectorIndex:
         if size == 0:  # nothing to index: every search scans the (empty, then growing) tail
             built = None
         else:
-            built = index_tuning.build(
-                rows,
-                self._space,
-                spherical=self.metric == "cosine",
-                brute_force_below=kind_threshold,
-                leaves_per_sqrt_n=self.policy.leaves_per_sqrt_n,
-                recall_target=self.policy.recall_target,
-                k=self.policy.tuning_k,
-                sample_size=self.policy.tuning_sample,
-                training_threads=self.policy.rebuild_threads if background else self.policy.training_threads,
-            )
+            built = self._searcher(rows, kind_threshold, self.policy.rebuild_threads if background else self.policy.training_threads)
         del rows
         if compact:
             table, old_to_new = source_table.compacted(count, version, dead_at)
@@ -272,9 +275,55 @@ class VectorIndex:
             self._table = rebuilt.table
         else:
             self._table.ids.use(rebuilt.ids)
-        self._base = rebuilt.base
+        self._base, self._delta = rebuilt.base, None  # the new base covers the delta's slots
         self._base_dead = int(np.count_nonzero(self._table.dead_at.array[: rebuilt.base.upto] != ALIVE))
         self.state = self._state()
+
+    def build_delta(self, source: State) -> Base | None:
+        """A searcher over the tail of `source` when it is at least `delta_rows` long (module
+        docstring), built like a base; reads only."""
+        base, policy = source.base, self.policy
+        tail = source.count - base.upto if base is not None else 0
+        # A tail over a quarter of the whole would cost a good part of the rebuild it waits for.
+        if base is None or base.upto == 0 or tail < policy.delta_rows or 4 * tail > source.count:
+            return None
+        started, start, upto = time.monotonic(), base.upto, source.count
+        rows = source.vectors[start:upto]
+        if source.inverse_norms is not None:  # cosine: ScaNN indexes unit rows
+            rows = rows * source.inverse_norms[start:upto, None]
+        built = self._searcher(rows, policy.brute_force_below, policy.rebuild_threads)
+        logger.info(
+            "collection %r: built a %s index of the %d items written since the last build in %.2fs",
+            self._label,
+            built.kind,
+            upto - start,
+            time.monotonic() - started,
+        )
+        return Base(built.scann.searcher, built.kind, upto, built.num_leaves, built.tuning, start)
+
+    def install_delta(self, delta: Base, source: State) -> bool:
+        """Publishes `delta`, built from `source`, unless its base or table was replaced meanwhile;
+        whether it did."""
+        if self._base is not source.base or self._table is not source.table:
+            return False
+        self._delta = delta
+        self.state = self._state()
+        return True
+
+    def _searcher(self, rows: np.ndarray, brute_force_below: int, threads: int) -> index_tuning.BuiltSearcher:
+        """A tuned searcher over `rows` (as ScaNN indexes them: unit length for cosine)."""
+        policy = self.policy
+        return index_tuning.build(
+            rows,
+            self._space,
+            spherical=self.metric == "cosine",
+            brute_force_below=brute_force_below,
+            leaves_per_sqrt_n=policy.leaves_per_sqrt_n,
+            recall_target=policy.recall_target,
+            k=policy.tuning_k,
+            sample_size=policy.tuning_sample,
+            training_threads=threads,
+        )
 
     # --- search ---
 
@@ -320,8 +369,7 @@ class VectorIndex:
             return self._exact(state, query, k, allowed)
         if state.count == base.upto:
             return found
-        tail = self._exact(state, query, k, allowed, start=base.upto)
-        return self._merge(found, tail, k)
+        return self._merge(found, self._tail(state, query, k, allowed), k)
 
     def search_batch(self, state: State, queries: np.ndarray, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
         """`search` for each of `queries` (prepared), unfiltered: the base's candidates for all of
@@ -341,7 +389,7 @@ class VectorIndex:
                 results.append(self.search(state, query, k))
                 continue
             if state.count > base.upto:
-                found = self._merge(found, self._exact(state, query, k, None, start=base.upto), k)
+                found = self._merge(found, self._tail(state, query, k, None), k)
             results.append(found)
         return results
 
@@ -361,15 +409,31 @@ class VectorIndex:
         tuning = base.tuning
         return max(tuning.reorder, math.ceil(tuning.reorder * fetch / tuning.k))
 
-    def _from_base(self, state: State, query: np.ndarray, fetch: int) -> tuple[np.ndarray, np.ndarray]:
-        """The base's `fetch` best for a prepared query: a tree's best hashed candidates rescored
-        exactly (module docstring), a brute-force searcher's answer as it is."""
-        base = state.base
+    def _from_base(self, state: State, query: np.ndarray, fetch: int, base: Base | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The `fetch` best of the base (or of `base`, a delta) for a prepared query, as slots: a
+        tree's best hashed candidates rescored exactly (module docstring), a brute-force
+        searcher's answer as it is."""
+        base = base or state.base
         if base.kind != TREE_AH:
-            return base.scann.search(query, fetch, -1, -1)
+            rows, scores = base.scann.search(query, fetch, -1, -1)
+            return (rows + base.start if base.start else rows), scores
         depth = self._depth(base, fetch)
         rows, _ = base.scann.search(query, depth, depth, base.tuning.leaves_to_search)
-        return self._rescored(state, query, rows, fetch)
+        return self._rescored(state, query, rows + base.start if base.start else rows, fetch)
+
+    def _tail(self, state: State, query: np.ndarray, k: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """The k best of the slots past the base: the delta's (when there is one and no filter)
+        merged with the exact scan of the slots past it; else the exact scan of them all."""
+        delta, start = state.delta, state.base.upto
+        if delta is None or allowed is not None:
+            return self._exact(state, query, k, allowed, start=start)
+        rows, scores = self._from_base(state, query, min(delta.upto - delta.start, 2 * k), delta)
+        found = self._keep(state, rows, scores, k, None)
+        if len(found[0]) < k:  # slots of the delta died, or its tree came back short: scan it instead
+            found = self._exact(state, query, k, None, start=start, stop=delta.upto)
+        if state.count == delta.upto:
+            return found
+        return self._merge(found, self._exact(state, query, k, None, start=delta.upto), k)
 
     def _from_base_batched(self, state: State, queries: np.ndarray, fetch: int) -> list[tuple[np.ndarray, np.ndarray]]:
         """`_from_base` of each query, equal to it. Batches of one query per ScaNN task: its
@@ -420,21 +484,22 @@ class VectorIndex:
         return rows[:k], scores[:k]
 
     def _exact(
-        self, state: State, query: np.ndarray, k: int, allowed: np.ndarray | None, start: int = 0
+        self, state: State, query: np.ndarray, k: int, allowed: np.ndarray | None, start: int = 0, stop: int | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Exact top-k over the allowed (else present) slots from `start` on, in chunks to bound
+        """Exact top-k over the allowed (else present) slots [start, stop), in chunks to bound
         memory. A chunk where most slots count is scored as the contiguous block it is: copying
         out its rows first (a gather of 16 MB per 65k rows of 64 floats) cost more than the
         dot products, and the tail of recent writes is scanned so on every search."""
         best_rows, best_scores = _EMPTY
-        for chunk in range(start, state.count, _EXACT_CHUNK_ROWS):
-            stop = min(state.count, chunk + _EXACT_CHUNK_ROWS)
-            keep = allowed[chunk:stop] if allowed is not None else state.dead_at[chunk:stop] > state.version
+        end = state.count if stop is None else stop
+        for chunk in range(start, end, _EXACT_CHUNK_ROWS):
+            until = min(end, chunk + _EXACT_CHUNK_ROWS)
+            keep = allowed[chunk:until] if allowed is not None else state.dead_at[chunk:until] > state.version
             offsets = np.flatnonzero(keep)
             if not len(offsets):
                 continue
-            if 2 * len(offsets) >= stop - chunk:
-                scores = self._score_block(state, query, chunk, stop)[offsets]
+            if 2 * len(offsets) >= until - chunk:
+                scores = self._score_block(state, query, chunk, until)[offsets]
             else:
                 scores = self._score(state, query, offsets + chunk)
             rows = np.concatenate([best_rows, offsets + chunk])
