@@ -81,6 +81,20 @@ def test_a_tail_left_when_writes_pause_is_folded_into_the_index(tmp_path, monkey
     store.close()
 
 
+def hold_whole_rebuilds(monkeypatch) -> tuple[threading.Event, threading.Event]:
+    """Whole rebuilds wait for `release` (set `held` when one starts); the delta before one does not."""
+    release, held = threading.Event(), threading.Event()
+    real_build = vector_index.VectorIndex.build
+
+    def held_build(self, *args, **kwargs):
+        held.set()
+        assert release.wait(60), "the test never released the rebuild"
+        return real_build(self, *args, **kwargs)
+
+    monkeypatch.setattr(vector_index.VectorIndex, "build", held_build)
+    return release, held
+
+
 def test_a_long_tail_is_searched_through_a_delta_index_while_the_rebuild_that_folds_it_in_runs(tmp_path, monkeypatch):
     # A delta when the tail is at least delta_rows and at most a quarter of the collection.
     policy = IndexPolicy(brute_force_below=1_000, recall_target=0.9, tail_rows=1_000, delta_rows=1_000)
@@ -93,15 +107,7 @@ def test_a_long_tail_is_searched_through_a_delta_index_while_the_rebuild_that_fo
     collection.wait_for_index()
     assert collection.index_kind == "tree_ah"
 
-    release, held = threading.Event(), threading.Event()
-    real_build = vector_index.VectorIndex.build
-
-    def held_build(self, *args, **kwargs):  # the whole rebuild waits; the delta before it does not
-        held.set()
-        assert release.wait(60), "the test never released the rebuild"
-        return real_build(self, *args, **kwargs)
-
-    monkeypatch.setattr(vector_index.VectorIndex, "build", held_build)
+    release, held = hold_whole_rebuilds(monkeypatch)
     fresh = rng.standard_normal((1_500, 16)).astype(np.float32)
     collection.upsert([f"f{i}" for i in range(1_500)], fresh, tags=[["odd"] if i % 2 else ["even"] for i in range(1_500)])
     assert held.wait(60)
@@ -153,15 +159,7 @@ def test_a_delta_whose_items_mostly_died_still_gives_the_exact_answer(tmp_path, 
     rng = np.random.default_rng(12)
     collection.upsert([f"b{i}" for i in range(4_000)], rng.standard_normal((4_000, 8)).astype(np.float32))
     collection.wait_for_index()
-    release, held = threading.Event(), threading.Event()
-    real_build = vector_index.VectorIndex.build
-
-    def held_build(self, *args, **kwargs):
-        held.set()
-        assert release.wait(60), "the test never released the rebuild"
-        return real_build(self, *args, **kwargs)
-
-    monkeypatch.setattr(vector_index.VectorIndex, "build", held_build)
+    release, held = hold_whole_rebuilds(monkeypatch)
     # 40 items that live on, each among 29 near copies of it that are then deleted: the delta's
     # best 20 for a query near one of them are mostly dead, and its live one may not be among them.
     kept = rng.standard_normal((40, 8)).astype(np.float32)
