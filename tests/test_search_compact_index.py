@@ -11,10 +11,9 @@ import numpy as np
 
 from search_service import index_rebuilder, vector_index
 from search_service.collection import TagFilter
-from search_service.collection_store import CollectionStore
-from search_service.collection_types import CollectionSpec
 from search_service.item_ids import ItemIds
 from search_service.vector_index import IndexPolicy
+from tests.test_search_concurrency import make
 
 
 def test_compact_ids_find_the_newest_slot_through_reindexing_and_compaction():
@@ -41,9 +40,7 @@ def test_compact_ids_find_the_newest_slot_through_reindexing_and_compaction():
 
 
 def test_a_tree_returns_exact_scores_and_get_returns_the_vectors_as_upserted(tmp_path):
-    store = CollectionStore(tmp_path, fsync=False, index_policy=IndexPolicy(brute_force_below=1_000, recall_target=0.9))
-    store.create(CollectionSpec("things", 16, "cosine"))
-    collection = store.get("things")
+    store, collection = make(tmp_path, IndexPolicy(brute_force_below=1_000, recall_target=0.9), 16)
     rng = np.random.default_rng(5)
     vectors = (rng.standard_normal((3_000, 16)) * rng.uniform(0.1, 10, (3_000, 1))).astype(np.float32)  # not unit length
     collection.upsert([f"v{i}" for i in range(3_000)], vectors)
@@ -63,9 +60,7 @@ def test_a_tree_returns_exact_scores_and_get_returns_the_vectors_as_upserted(tmp
 def test_a_tail_left_when_writes_pause_is_folded_into_the_index(tmp_path, monkeypatch):
     monkeypatch.setattr(index_rebuilder, "_SETTLE_SECONDS", 0.2)
     policy = IndexPolicy(brute_force_below=1_000, tail_rows=100, tail_fraction=10.0, recall_target=0.9)  # no tail is due by share
-    store = CollectionStore(tmp_path, fsync=False, index_policy=policy)
-    store.create(CollectionSpec("things", 16, "cosine"))
-    collection = store.get("things")
+    store, collection = make(tmp_path, policy, 16)
     rng = np.random.default_rng(6)
     collection.upsert([f"v{i}" for i in range(2_000)], rng.standard_normal((2_000, 16)).astype(np.float32))
     collection.wait_for_index()
@@ -98,9 +93,7 @@ def hold_whole_rebuilds(monkeypatch) -> tuple[threading.Event, threading.Event]:
 def test_a_long_tail_is_searched_through_a_delta_index_while_the_rebuild_that_folds_it_in_runs(tmp_path, monkeypatch):
     # A delta when the tail is at least delta_rows and at most a quarter of the collection.
     policy = IndexPolicy(brute_force_below=1_000, recall_target=0.9, tail_rows=1_000, delta_rows=1_000)
-    store = CollectionStore(tmp_path, fsync=False, index_policy=policy)
-    store.create(CollectionSpec("things", 16, "cosine"))
-    collection = store.get("things")
+    store, collection = make(tmp_path, policy, 16)
     rng = np.random.default_rng(11)
     base = rng.standard_normal((6_000, 16)).astype(np.float32)
     collection.upsert([f"b{i}" for i in range(6_000)], base)
@@ -153,9 +146,7 @@ def test_a_delta_whose_items_mostly_died_still_gives_the_exact_answer(tmp_path, 
     # Brute-force base and delta (both under brute_force_below): every answer must be exact, so a
     # delta that comes back short after its dead items are dropped must be scanned instead.
     policy = IndexPolicy(brute_force_below=5_000, tail_rows=1_000, delta_rows=1_000)
-    store = CollectionStore(tmp_path, fsync=False, index_policy=policy)
-    store.create(CollectionSpec("things", 8, "cosine"))
-    collection = store.get("things")
+    store, collection = make(tmp_path, policy, 8)
     rng = np.random.default_rng(12)
     collection.upsert([f"b{i}" for i in range(4_000)], rng.standard_normal((4_000, 8)).astype(np.float32))
     collection.wait_for_index()
